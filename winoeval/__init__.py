@@ -1,0 +1,3 @@
+"""winoeval: how well do vision-language models reason compositionally?"""
+
+__version__ = "0.1.0"

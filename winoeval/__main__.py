@@ -1,0 +1,3 @@
+from winoeval.cli import main
+
+main()

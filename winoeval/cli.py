@@ -1,0 +1,182 @@
+"""The ``winoeval`` command line. Heavy libraries are imported inside commands, never at the top."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def _ints(value: str | None, option: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in str(value).replace(" ", "").split(",") if v)
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint=option) from None
+
+
+def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--model-arg")
+        out[key] = value
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="winoeval")
+def cli() -> None:
+    """Measure compositional image-text reasoning: diffusion models as zero-shot matchers, CLIP
+    baselines, Winoground."""
+
+
+@cli.command()
+@click.option("--model", "-m", required=True, help="Model name, e.g. sd2, openclip, mnist-unet, sd:DIR.")
+@click.option("--task", "-t", required=True, help="Task name, e.g. winoground, winoground:relation, mnist.")
+@click.option("--n-samples", help="Monte-Carlo samples per candidate; comma list for pruning stages (25,250).")
+@click.option("--to-keep", help="Candidates kept after each stage, strictly decreasing (5,1).")
+@click.option("--timesteps", type=click.Choice(["even", "uniform", "stratified"]), help="Timestep design [even].")
+@click.option("--loss", type=click.Choice(["l2", "l1", "huber"]), help="Per-sample loss [l2].")
+@click.option("--normalize/--no-normalize", default=None,
+              help="Subtract the unconditional error (fair image scores) [task default].")
+@click.option("--batch-size", type=int, help="Model forward batch size [64].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--dtype", default="auto", show_default=True,
+              type=click.Choice(["auto", "float32", "float16", "bfloat16"]))
+@click.option("--seed", type=int, help="Seed of the shared (t, ε) draws [0].")
+@click.option("--limit", type=int, help="Only the first N examples.")
+@click.option("--data-dir", type=click.Path(), help="Local dataset (save_to_disk, parquet or hub snapshot folder).")
+@click.option("--output-path", "-o", default="winoeval-out", show_default=True, type=click.Path(),
+              help="Directory for results, per-example logs and the resume cache.")
+@click.option("--log-samples", is_flag=True, help="Also write a JSONL line per example.")
+@click.option("--skip-bad", is_flag=True, help="Skip (and count) unreadable or non-finite examples instead of stopping.")
+@click.option("--model-arg", multiple=True, metavar="KEY=VALUE", help="Extra model option (repeatable).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def run(model, task, n_samples, to_keep, timesteps, loss, normalize, batch_size, device, dtype, seed, limit,
+        data_dir, output_path, log_samples, skip_bad, model_arg, quiet) -> None:
+    """Evaluate MODEL on TASK; print a markdown table and write results_<timestamp>.json."""
+    from .config import ConfigError, RunConfig
+    from .registry import UnknownNameError
+    from .runner import BadExampleError, evaluate, markdown_table, prepare
+
+    scorer_args = {"n_samples": _ints(n_samples, "--n-samples"), "to_keep": _ints(to_keep, "--to-keep"),
+                   "timesteps": timesteps, "loss": loss, "normalize": normalize, "batch_size": batch_size,
+                   "seed": seed}
+    scorer_args = {k: v for k, v in scorer_args.items() if v is not None}
+    try:
+        config = RunConfig(model=model, task=task, scorer_args=scorer_args, device=device, dtype=dtype,
+                           limit=limit, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
+                           skip_bad=skip_bad, model_args=_key_values(model_arg))
+        prepare(config)
+    except (ConfigError, UnknownNameError) as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        out = evaluate(config, progress=not quiet)
+    except (BadExampleError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        from .hub import HubUnavailableError
+
+        if isinstance(exc, HubUnavailableError):
+            raise click.ClickException(str(exc)) from None
+        raise
+    click.echo(markdown_table(out.results))
+    click.echo(f"\nresults: {out.results_path}" + (f"\nsamples: {out.samples_path}" if out.samples_path else "")
+               + f"\n({out.computed} example(s) computed, {out.reused} reused from {out.cache_path})", err=True)
+
+
+@cli.command(name="list")
+def list_() -> None:
+    """Models and tasks, with the plugin that provides each."""
+    from . import registry
+
+    for title, entries in (("Models", registry.models()), ("Tasks", registry.tasks())):
+        click.echo(f"{title}:")
+        width = max((len(n) for n in entries), default=0)
+        for name, entry in sorted(entries.items()):
+            shown = f"{name}:…" if entry.takes_argument else name
+            click.echo(f"  {shown:<{width + 2}}  {entry.description}  [{entry.plugin}]")
+        click.echo()
+
+
+@cli.command()
+def plugins() -> None:
+    """Installed plugins and their versions (and any that failed to load)."""
+    from . import registry
+
+    for name, version in registry.plugin_versions():
+        click.echo(f"{name}  {version}")
+    for name, error in registry.load_errors.items():
+        click.echo(f"{name}  FAILED: {error}")
+
+
+class TrainGroup(click.Group):
+    """``winoeval train MODEL``: the training commands that model plugins provide."""
+
+    def list_commands(self, ctx):
+        from . import registry
+
+        return sorted(n for n, e in registry.models().items() if e.extras.get("train") is not None)
+
+    def get_command(self, ctx, name):
+        from . import registry
+
+        entry = registry.models().get(name)
+        return entry.extras.get("train") if entry is not None else None
+
+
+@cli.group(cls=TrainGroup)
+def train() -> None:
+    """Train a model that a plugin knows how to train (e.g. mnist-unet)."""
+
+
+@cli.command()
+@click.option("--model", "-m", required=True, help="A model whose plugin can sample (e.g. mnist-unet).")
+@click.option("--label", required=True, help="The text/class to condition on.")
+@click.option("--guidance", default=2.0, show_default=True, help="Classifier-free guidance weight w.")
+@click.option("--n", "n", default=16, show_default=True, help="Number of samples.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG grid to write.")
+def sample(model, label, guidance, n, seed, device, out) -> None:
+    """Draw class-conditional samples with classifier-free guidance, as a PNG grid."""
+    from . import registry
+    from .config import ConfigError, RunConfig
+
+    try:
+        entry, arg = registry.resolve("model", model)
+        config = RunConfig(model=model, task="-", device=device)
+    except (ConfigError, registry.UnknownNameError) as exc:
+        raise click.UsageError(str(exc)) from None
+    loaded = entry.loader(arg, config)
+    if not hasattr(loaded, "sample"):
+        raise click.UsageError(f"model {model!r} cannot sample (its plugin has no sample())")
+    images = loaded.sample(label=label, n=n, guidance=guidance, seed=seed)
+    from PIL import Image
+
+    cols = min(len(images), 8)
+    rows = -(-len(images) // cols)
+    w, h = images[0].size
+    grid = Image.new(images[0].mode, (cols * w, rows * h))
+    for k, im in enumerate(images):
+        grid.paste(im, ((k % cols) * w, (k // cols) * h))
+    grid.save(out)
+    click.echo(f"wrote {len(images)} samples of {label!r} to {out}")
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def main() -> None:
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
+    cli(prog_name="winoeval")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""One dataclass holds everything a run is configured by (what the CLI flags set)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+TIMESTEP_MODES = ("even", "uniform", "stratified")
+LOSSES = ("l2", "l1", "huber")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+class ConfigError(ValueError):
+    """A bad setting, reported before any model loads."""
+
+
+@dataclass
+class ScorerConfig:
+    """How the diffusion scorer estimates errors. ``stages`` are (n_samples, to_keep) pairs; a single
+    stage with to_keep None means every candidate gets every sample."""
+
+    n_samples: tuple[int, ...] = (20,)
+    to_keep: tuple[int, ...] = ()
+    timesteps: str = "even"
+    loss: str = "l2"
+    normalize: bool | None = None  # None = the task's default
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.n_samples = tuple(int(n) for n in self.n_samples)
+        self.to_keep = tuple(int(k) for k in self.to_keep)
+        if not self.n_samples or any(n <= 0 for n in self.n_samples):
+            raise ConfigError(f"--n-samples must be positive integers, got {list(self.n_samples)}")
+        if any(b <= a for a, b in zip(self.n_samples, self.n_samples[1:])):
+            raise ConfigError(f"--n-samples stages must increase, got {list(self.n_samples)}")
+        if self.to_keep:
+            if len(self.to_keep) != len(self.n_samples):
+                raise ConfigError(f"--to-keep needs one value per --n-samples stage: "
+                                  f"{list(self.to_keep)} vs {list(self.n_samples)}")
+            if any(k <= 0 for k in self.to_keep) or any(b >= a for a, b in zip(self.to_keep, self.to_keep[1:])):
+                raise ConfigError(f"--to-keep must be positive and strictly decreasing, got {list(self.to_keep)}")
+        elif len(self.n_samples) > 1:
+            raise ConfigError("several --n-samples stages need --to-keep (one value per stage)")
+        if self.timesteps not in TIMESTEP_MODES:
+            raise ConfigError(f"unknown --timesteps {self.timesteps!r}; choose from {', '.join(TIMESTEP_MODES)}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown --loss {self.loss!r}; choose from {', '.join(LOSSES)}")
+        if self.batch_size <= 0:
+            raise ConfigError(f"--batch-size must be positive, got {self.batch_size}")
+
+    @property
+    def max_samples(self) -> int:
+        return self.n_samples[-1]
+
+
+@dataclass
+class RunConfig:
+    """A whole run: model, task, data, scorer and output settings."""
+
+    model: str
+    task: str
+    scorer_args: dict[str, Any] = field(default_factory=dict)  # explicit ScorerConfig fields (+ normalize)
+    device: str = "auto"
+    dtype: str = "auto"
+    limit: int | None = None
+    data_dir: str | None = None
+    output_path: str | None = None
+    log_samples: bool = False
+    skip_bad: bool = False
+    model_args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown --dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"unknown --device {self.device!r}; use auto, cpu, cuda or cuda:N")
+        if self.limit is not None and self.limit <= 0:
+            raise ConfigError(f"--limit must be positive, got {self.limit}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def torch_device(self):
+        import torch
+
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def torch_dtype(self, device=None):
+        import torch
+
+        if self.dtype == "auto":
+            device = device or self.torch_device()
+            return torch.float16 if device.type == "cuda" else torch.float32
+        return getattr(torch, self.dtype)

@@ -1,0 +1,123 @@
+"""Winoground text/image/group scores, classification accuracy, confidence intervals.
+
+A score matrix ``S[i][j]`` holds s(caption j, image i): rows are images, columns captions.
+Ties count as failures (strict comparisons), as in Thrush et al. 2022.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Iterable, Sequence
+
+Z95 = 1.959963984540054
+
+
+def winoground_verdicts(S: Sequence[Sequence[float]]) -> dict[str, bool]:
+    """Text, image and group verdicts of one 2×2 example."""
+    (s00, s01), (s10, s11) = S  # s_ij = s(C_j, I_i)
+    text = s00 > s01 and s11 > s10  # each image prefers its own caption
+    image = s00 > s10 and s11 > s01  # each caption prefers its own image
+    return {"text": bool(text), "image": bool(image), "group": bool(text and image)}
+
+
+def classification_verdict(scores: Sequence[float], label: int) -> dict[str, Any]:
+    """Top-1 prediction; a tie for the best score counts as wrong."""
+    best = max(scores)
+    winners = [k for k, s in enumerate(scores) if s == best]
+    prediction = winners[0]
+    return {"prediction": prediction, "correct": bool(len(winners) == 1 and prediction == label)}
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95 % by default)."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def proportion(flags: Sequence[bool]) -> dict[str, Any]:
+    k, n = sum(bool(f) for f in flags), len(flags)
+    lo, hi = wilson_interval(k, n)
+    return {"value": k / n if n else float("nan"), "ci95": [lo, hi], "n": n}
+
+
+def _groups(records: Sequence[dict], key: str) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        value = r.get("meta", {}).get(key)
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            if v is not None and v != "":
+                groups[str(v)].append(r)
+    return dict(sorted(groups.items()))
+
+
+def _winoground_summary(records: Sequence[dict]) -> dict[str, Any]:
+    out: dict[str, Any] = {"n": len(records)}
+    for name in ("text", "image", "group"):
+        p = proportion([r["verdicts"][name] for r in records])
+        out[name], out[f"{name}_ci95"] = p["value"], p["ci95"]
+    return out
+
+
+def winoground_metrics(records: Sequence[dict], breakdowns: Iterable[str] = ()) -> dict[str, Any]:
+    """Overall and per-breakdown text/image/group fractions with Wilson 95 % intervals."""
+    out = _winoground_summary(records)
+    by = {}
+    for key in breakdowns:
+        groups = _groups(records, key)
+        if groups:
+            by[key] = {value: _winoground_summary(rs) for value, rs in groups.items()}
+    if by:
+        out["by"] = by
+    return out
+
+
+def classification_metrics(records: Sequence[dict], class_names: Sequence[str] | None = None,
+                           breakdowns: Iterable[str] = ()) -> dict[str, Any]:
+    """Top-1 accuracy (Wilson 95 % interval) and mean per-class accuracy."""
+    p = proportion([r["verdicts"]["correct"] for r in records])
+    per_class: dict[int, list[bool]] = defaultdict(list)
+    for r in records:
+        per_class[r["label"]].append(r["verdicts"]["correct"])
+    class_acc = {k: sum(v) / len(v) for k, v in sorted(per_class.items())}
+    out: dict[str, Any] = {
+        "n": len(records), "accuracy": p["value"], "accuracy_ci95": p["ci95"],
+        "mean_per_class_accuracy": sum(class_acc.values()) / len(class_acc) if class_acc else float("nan"),
+        "per_class_accuracy": {(class_names[k] if class_names else str(k)): v for k, v in class_acc.items()},
+    }
+    evals = [r["n_evals"] for r in records if "n_evals" in r]
+    if evals:
+        out["evals_per_example"] = sum(evals) / len(evals)
+    by = {}
+    for key in breakdowns:
+        groups = _groups(records, key)
+        if groups:
+            by[key] = {v: {"n": len(rs), "accuracy": sum(r["verdicts"]["correct"] for r in rs) / len(rs)}
+                       for v, rs in groups.items()}
+    if by:
+        out["by"] = by
+    return out
+
+
+def compute(metric: str, records: Sequence[dict], class_names=None, breakdowns: Iterable[str] = ()) -> dict[str, Any]:
+    if metric == "winoground":
+        out = winoground_metrics(records, breakdowns)
+    elif metric == "classification":
+        out = classification_metrics(records, class_names, breakdowns)
+    else:
+        raise ValueError(f"unknown metric {metric!r}")
+    evals = [r["n_evals"] for r in records if r.get("n_evals")]
+    if evals:
+        out["evals_per_example"] = sum(evals) / len(evals)
+    return out
+
+
+def verdicts(metric: str, scores: Sequence[Sequence[float]], label: int | None) -> dict[str, Any]:
+    if metric == "winoground":
+        return winoground_verdicts(scores)
+    return classification_verdict(scores[0], label)

@@ -1,0 +1,174 @@
+"""The plugin manager: built-in and third-party plugins, registered the same way.
+
+Third-party plugins are entry points in the group ``winoeval``. Each is loaded in its own guard: one
+that raises is reported in one warning line and the others still work. ``WINOEVAL_PLUGINS`` (a comma
+list of plugin names, or ``none``) limits which plugins load; ``builtins`` stands for every built-in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable
+
+import pluggy
+
+from . import hookspecs
+
+DEFAULT_PLUGINS = (
+    "winoeval.plugins.analytic",
+    "winoeval.plugins.mnist_unet",
+    "winoeval.plugins.stable_diffusion",
+    "winoeval.plugins.openclip",
+    "winoeval.tasks.synthetic",
+    "winoeval.tasks.mnist",
+    "winoeval.tasks.winoground",
+    "winoeval.tasks.zeroshot",
+)
+
+ENV_VAR = "WINOEVAL_PLUGINS"
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin could not be loaded; the others still work."""
+
+
+class UnknownNameError(LookupError):
+    """A model or task name that no plugin registered."""
+
+
+@dataclass
+class Entry:
+    """One registered model or task."""
+
+    name: str
+    loader: Callable[..., Any]
+    plugin: str
+    description: str = ""
+    takes_argument: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+_pm: pluggy.PluginManager | None = None
+load_errors: dict[str, str] = {}
+
+
+def _wanted() -> set[str] | None:
+    value = os.environ.get(ENV_VAR)
+    if value is None:
+        return None
+    names = {v.strip() for v in value.split(",") if v.strip()}
+    if "builtins" in names:
+        names |= set(DEFAULT_PLUGINS)
+    return names - {"none", "builtins"}
+
+
+def _warn(name: str, exc: BaseException) -> None:
+    load_errors[name] = f"{type(exc).__name__}: {exc}"
+    warnings.warn(f"winoeval: plugin {name!r} failed to load and was skipped ({load_errors[name]})",
+                  PluginLoadWarning, stacklevel=3)
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The one plugin manager, built on first use."""
+    global _pm
+    if _pm is not None:
+        return _pm
+    pm = pluggy.PluginManager("winoeval")
+    pm.add_hookspecs(hookspecs)
+    wanted = _wanted()
+    for module_name in DEFAULT_PLUGINS:
+        if wanted is not None and module_name not in wanted:
+            continue
+        try:
+            pm.register(importlib.import_module(module_name), name=module_name)
+        except Exception as exc:  # a broken built-in must not break the CLI either
+            _warn(module_name, exc)
+    for ep in metadata.entry_points(group="winoeval"):
+        if wanted is not None and ep.name not in wanted:
+            continue
+        if pm.has_plugin(ep.name):
+            continue
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:
+            _warn(ep.name, exc)
+    _pm = pm
+    return pm
+
+
+def _collect(hook_name: str) -> dict[str, Entry]:
+    pm = get_plugin_manager()
+    entries: dict[str, Entry] = {}
+    hook = getattr(pm.hook, hook_name)
+    for impl in hook.get_hookimpls():
+        plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+
+        def register(name: str, loader: Callable[..., Any], description: str = "",
+                     takes_argument: bool = False, _plugin: str = plugin_name, **extras: Any) -> None:
+            if name in entries:
+                warnings.warn(f"winoeval: {name!r} from plugin {_plugin!r} replaces the one from "
+                              f"{entries[name].plugin!r}", PluginLoadWarning, stacklevel=2)
+            entries[name] = Entry(name, loader, _plugin, description, takes_argument, extras)
+
+        try:
+            impl.function(register=register)
+        except Exception as exc:
+            _warn(plugin_name, exc)
+    return entries
+
+
+def models() -> dict[str, Entry]:
+    """Every registered model, by name."""
+    return _collect("winoeval_register_models")
+
+
+def tasks() -> dict[str, Entry]:
+    """Every registered task, by name."""
+    return _collect("winoeval_register_tasks")
+
+
+def resolve(kind: str, spec: str) -> tuple[Entry, str | None]:
+    """``name`` or ``name:argument`` → (entry, argument); unknown names raise with close matches."""
+    entries = models() if kind == "model" else tasks()
+    if spec in entries and not entries[spec].takes_argument:
+        return entries[spec], None
+    name, sep, argument = spec.partition(":")
+    entry = entries.get(name)
+    if entry is not None:
+        if sep and not entry.takes_argument:
+            raise UnknownNameError(f"{kind} {name!r} takes no ':argument' (got {spec!r})")
+        return entry, (argument or None) if sep else None
+    close = difflib.get_close_matches(spec, list(entries), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownNameError(f"unknown {kind} {spec!r}{hint} (`winoeval list` shows them all)")
+
+
+def plugin_versions() -> list[tuple[str, str]]:
+    """(plugin name, version) for every registered plugin."""
+    pm = get_plugin_manager()
+    dists = {name: dist for name, dist in pm.list_plugin_distinfo()}
+    out = []
+    for name, plugin in pm.list_name_plugin():
+        dist = dists.get(plugin)
+        if dist is not None:
+            version = dist.version
+        else:
+            from . import __version__
+            version = f"{__version__} (built-in)"
+        out.append((name, version))
+    return out
+
+
+def reset() -> None:
+    """Forget the plugin manager (tests that change ``WINOEVAL_PLUGINS`` use this)."""
+    global _pm
+    _pm = None
+    load_errors.clear()
+    for mod in [m for m in sys.modules if m.startswith("winoeval.plugins.") or m.startswith("winoeval.tasks.")]:
+        pass  # modules stay imported; the manager is rebuilt from them
