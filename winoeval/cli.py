@@ -16,12 +16,12 @@ def _ints(value: str | None, option: str) -> tuple[int, ...] | None:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint=option) from None
 
 
-def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
+def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--model-arg")
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
         out[key] = value
     return out
 
@@ -54,9 +54,11 @@ def cli() -> None:
 @click.option("--log-samples", is_flag=True, help="Also write a JSONL line per example.")
 @click.option("--skip-bad", is_flag=True, help="Skip (and count) unreadable or non-finite examples instead of stopping.")
 @click.option("--model-arg", multiple=True, metavar="KEY=VALUE", help="Extra model option (repeatable).")
+@click.option("--task-arg", multiple=True, metavar="KEY=VALUE",
+              help="Extra task option (repeatable), e.g. templates=FILE for zero-shot tasks.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def run(model, task, n_samples, to_keep, timesteps, loss, normalize, batch_size, device, dtype, seed, limit,
-        data_dir, output_path, log_samples, skip_bad, model_arg, quiet) -> None:
+        data_dir, output_path, log_samples, skip_bad, model_arg, task_arg, quiet) -> None:
     """Evaluate MODEL on TASK; print a markdown table and write results_<timestamp>.json."""
     from .config import ConfigError, RunConfig
     from .registry import UnknownNameError
@@ -69,7 +71,8 @@ def run(model, task, n_samples, to_keep, timesteps, loss, normalize, batch_size,
     try:
         config = RunConfig(model=model, task=task, scorer_args=scorer_args, device=device, dtype=dtype,
                            limit=limit, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
-                           skip_bad=skip_bad, model_args=_key_values(model_arg))
+                           skip_bad=skip_bad, model_args=_key_values(model_arg, "--model-arg"),
+                           task_args=_key_values(task_arg, "--task-arg"))
         prepare(config)
     except (ConfigError, UnknownNameError) as exc:
         raise click.UsageError(str(exc)) from None

@@ -69,7 +69,8 @@ class RunConfig:
     output_path: str | None = None
     log_samples: bool = False
     skip_bad: bool = False
-    model_args: dict[str, Any] = field(default_factory=dict)
+    model_args: dict[str, Any] = field(default_factory=dict)  # --model-arg KEY=VALUE
+    task_args: dict[str, Any] = field(default_factory=dict)  # --task-arg KEY=VALUE
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

@@ -84,6 +84,7 @@ def run_key(config: RunConfig, scorer: ScorerConfig, normalize: bool, device_typ
     """What changes a score: model and its options, task and data, scorer, dtype, device type."""
     ident = {
         "model": config.model, "model_args": config.model_args, "task": config.task,
+        "task_args": config.task_args,
         "data_dir": str(Path(config.data_dir).resolve()) if config.data_dir else None,
         "scorer": dataclasses.asdict(scorer), "normalize": normalize, "dtype": config.dtype,
         "device": device_type, "skip_bad": config.skip_bad, "version": __version__,
