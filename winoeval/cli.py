@@ -26,7 +26,24 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
     return out
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose bigger commands live in their own modules and are imported only when used."""
+
+    lazy = {"compare": "winoeval.compare:compare_command"}
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            import importlib
+
+            module, attr = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="winoeval")
 def cli() -> None:
     """Measure compositional image-text reasoning: diffusion models as zero-shot matchers, CLIP
