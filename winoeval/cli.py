@@ -39,7 +39,16 @@ class LazyGroup(click.Group):
             import importlib
 
             module, attr = self.lazy[name].split(":")
-            return getattr(importlib.import_module(module), attr)
+            try:
+                return getattr(importlib.import_module(module), attr)
+            except Exception as exc:  # a broken command must not break --help or the others
+                error = f"{type(exc).__name__}: {exc}"
+
+                @click.command(name=name, help=f"(unavailable: {error})")
+                def broken() -> None:
+                    raise click.ClickException(f"command {name!r} could not be loaded ({error})")
+
+                return broken
         return super().get_command(ctx, name)
 
 

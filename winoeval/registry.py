@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
-import sys
 import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -56,6 +55,7 @@ class Entry:
 
 _pm: pluggy.PluginManager | None = None
 load_errors: dict[str, str] = {}
+_versions: dict[str, str] = {}
 
 
 def _wanted() -> set[str] | None:
@@ -98,6 +98,10 @@ def get_plugin_manager() -> pluggy.PluginManager:
             pm.register(ep.load(), name=ep.name)
         except Exception as exc:
             _warn(ep.name, exc)
+            continue
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            _versions[ep.name] = f"{dist.version} ({dist.metadata['Name']})"
     _pm = pm
     return pm
 
@@ -151,18 +155,10 @@ def resolve(kind: str, spec: str) -> tuple[Entry, str | None]:
 
 def plugin_versions() -> list[tuple[str, str]]:
     """(plugin name, version) for every registered plugin."""
+    from . import __version__
+
     pm = get_plugin_manager()
-    dists = {name: dist for name, dist in pm.list_plugin_distinfo()}
-    out = []
-    for name, plugin in pm.list_name_plugin():
-        dist = dists.get(plugin)
-        if dist is not None:
-            version = dist.version
-        else:
-            from . import __version__
-            version = f"{__version__} (built-in)"
-        out.append((name, version))
-    return out
+    return [(name, _versions.get(name, f"{__version__} (built-in)")) for name, _ in pm.list_name_plugin()]
 
 
 def reset() -> None:
@@ -170,5 +166,4 @@ def reset() -> None:
     global _pm
     _pm = None
     load_errors.clear()
-    for mod in [m for m in sys.modules if m.startswith("winoeval.plugins.") or m.startswith("winoeval.tasks.")]:
-        pass  # modules stay imported; the manager is rebuilt from them
+    _versions.clear()

@@ -1,0 +1,125 @@
+"""`winoeval run` end to end on the built-in demo model and tasks; bad input is caught early."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+from click.testing import CliRunner
+
+from winoeval import registry
+from winoeval.cli import cli
+from winoeval.hookspecs import hookimpl
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_run_toy_winoground_writes_results_and_samples(tmp_path):
+    res = run("run", "--model", "analytic", "--task", "toy-winoground", "--n-samples", "6", "-o", str(tmp_path),
+              "--log-samples", "-q")
+    assert res.exit_code == 0, res.output
+    assert "| analytic | toy-winoground | all | 6 | 100.0" in res.output
+    [results_file] = tmp_path.glob("results_*.json")
+    results = json.loads(results_file.read_text())
+    assert set(results) >= {"config", "results", "versions", "git_hash"}
+    m = results["results"]["toy-winoground"]
+    assert (m["text"], m["image"], m["group"], m["n"]) == (1.0, 1.0, 1.0, 6)
+    assert results["config"]["scorer"]["n_samples"] == [6] and results["config"]["scorer"]["normalize"] is True
+    assert set(m["by"]["collapsed_tag"]) == {"Object", "Relation"}
+    [samples_file] = tmp_path.glob("samples_*.jsonl")
+    assert samples_file.name.removeprefix("samples_").removesuffix(".jsonl") == \
+        results_file.name.removeprefix("results_").removesuffix(".json")
+    lines = [json.loads(line) for line in samples_file.read_text().splitlines()]
+    assert [r["id"] for r in lines] == [str(i) for i in range(6)]
+    first = lines[0]
+    assert len(first["scores"]) == 2 and len(first["scores"][0]) == 2
+    assert first["verdicts"] == {"text": True, "image": True, "group": True}
+    # 2 images × (2 captions + unconditional) × 6 samples
+    assert first["n_evals"] == 36
+
+
+def test_classification_run_and_resume_reuses_finished_examples(tmp_path):
+    args = ["run", "--model", "analytic:0.5", "--task", "colors:0.5", "--n-samples", "4", "--limit", "16",
+            "-o", str(tmp_path), "-q"]
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    assert "16 example(s) computed, 0 reused" in first.output
+    second = run(*args)
+    assert "0 example(s) computed, 16 reused" in second.output
+    a, b = sorted(tmp_path.glob("results_*.json")) if len(list(tmp_path.glob("results_*.json"))) == 2 else (None, None)
+    if a is not None:  # same second: one file; otherwise the two files are identical
+        assert a.read_bytes() == b.read_bytes()
+    # a changed scorer setting never reuses the other run's cache
+    third = run(*args[:-1], "--seed", "3", "-q")
+    assert "16 example(s) computed, 0 reused" in third.output
+
+
+class Recording:
+    """A plugin whose loader must never be called: bad input has to fail before any model loads."""
+
+    loaded = False
+
+    @hookimpl
+    def winoeval_register_models(self, register):
+        def load(arg, config):
+            Recording.loaded = True
+            raise AssertionError("model loaded")
+        register("never-load", load)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--n-samples", "0"], "must be positive"),
+    (["--n-samples", "10,5", "--to-keep", "3,1"], "must increase"),
+    (["--n-samples", "5,10", "--to-keep", "1,3"], "strictly decreasing"),
+    (["--n-samples", "5,10", "--to-keep", "3"], "one value per"),
+    (["--n-samples", "five"], "comma-separated integers"),
+    (["--loss", "l3"], "l3"),
+    (["--limit", "0"], "--limit must be positive"),
+    (["--device", "tpu"], "unknown --device"),
+    (["--model-arg", "novalue"], "KEY=VALUE"),
+])
+def test_bad_numbers_fail_before_the_model_loads(tmp_path, extra, message):
+    plugin = Recording()
+    registry.get_plugin_manager().register(plugin, name="recording")
+    try:
+        res = CliRunner().invoke(cli, ["run", "--model", "never-load", "--task", "colors", "-o", str(tmp_path),
+                                       *extra])
+    finally:
+        registry.get_plugin_manager().unregister(plugin)
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert not Recording.loaded
+
+
+def test_unknown_model_and_task_name_close_matches(tmp_path):
+    res = CliRunner().invoke(cli, ["run", "--model", "analytik", "--task", "colors", "-o", str(tmp_path)])
+    assert res.exit_code == 2 and "unknown model 'analytik'" in res.output and "analytic" in res.output
+    res = CliRunner().invoke(cli, ["run", "--model", "analytic", "--task", "colours", "-o", str(tmp_path)])
+    assert res.exit_code == 2 and "unknown task 'colours'" in res.output and "colors" in res.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_dir_fails_before_the_model_loads(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    res = CliRunner().invoke(cli, ["run", "--model", "analytic", "--task", "colors", "-o", str(locked / "out")])
+    assert res.exit_code == 2 and "not writable" in res.output
+
+
+def test_output_path_that_is_a_file_fails_before_the_model_loads(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    res = CliRunner().invoke(cli, ["run", "--model", "analytic", "--task", "colors", "-o", str(blocker / "out")])
+    assert res.exit_code == 2 and "is not writable" in res.output
+
+
+def test_list_shows_models_tasks_and_their_plugins():
+    res = run("list")
+    assert res.exit_code == 0
+    assert "analytic" in res.output and "[winoeval.plugins.analytic]" in res.output
+    assert "toy-winoground" in res.output and "[winoeval.tasks.synthetic]" in res.output
