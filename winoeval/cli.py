@@ -82,10 +82,16 @@ def cli() -> None:
 @click.option("--model-arg", multiple=True, metavar="KEY=VALUE", help="Extra model option (repeatable).")
 @click.option("--task-arg", multiple=True, metavar="KEY=VALUE",
               help="Extra task option (repeatable), e.g. templates=FILE for zero-shot tasks.")
+@click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Shard the examples over N local processes, then gather one results file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def run(model, task, n_samples, to_keep, timesteps, loss, normalize, batch_size, device, dtype, seed, limit,
-        data_dir, output_path, log_samples, skip_bad, model_arg, task_arg, quiet) -> None:
-    """Evaluate MODEL on TASK; print a markdown table and write results_<timestamp>.json."""
+@click.pass_context
+def run(ctx, model, task, n_samples, to_keep, timesteps, loss, normalize, batch_size, device, dtype, seed, limit,
+        data_dir, output_path, log_samples, skip_bad, model_arg, task_arg, num_processes, quiet) -> None:
+    """Evaluate MODEL on TASK; print a markdown table and write results_<timestamp>.json.
+
+    Interrupted runs resume: rerun the same command. For several GPUs use
+    `accelerate launch -m winoeval run ...` (one process per GPU; rank 0 writes the results)."""
     from .config import ConfigError, RunConfig
     from .registry import UnknownNameError
     from .runner import BadExampleError, evaluate, markdown_table, prepare
@@ -102,8 +108,10 @@ def run(model, task, n_samples, to_keep, timesteps, loss, normalize, batch_size,
         prepare(config)
     except (ConfigError, UnknownNameError) as exc:
         raise click.UsageError(str(exc)) from None
+    if num_processes > 1:
+        _run_workers(ctx, num_processes, quiet)
     try:
-        out = evaluate(config, progress=not quiet)
+        out = evaluate(config, progress=not quiet and num_processes == 1)
     except (BadExampleError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:
@@ -112,9 +120,51 @@ def run(model, task, n_samples, to_keep, timesteps, loss, normalize, batch_size,
         if isinstance(exc, HubUnavailableError):
             raise click.ClickException(str(exc)) from None
         raise
+    if not out.results:  # a worker process: its shard is cached, the parent or rank 0 gathers
+        click.echo(f"shard done: {out.computed} computed, {out.reused} reused ({out.cache_path})", err=True)
+        return
     click.echo(markdown_table(out.results))
     click.echo(f"\nresults: {out.results_path}" + (f"\nsamples: {out.samples_path}" if out.samples_path else "")
                + f"\n({out.computed} example(s) computed, {out.reused} reused from {out.cache_path})", err=True)
+
+
+def _argv_from_params(ctx: click.Context, drop: set[str]) -> list[str]:
+    """The command line that reproduces this invocation's parameters (for worker processes)."""
+    argv: list[str] = []
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in drop:
+            continue
+        value = ctx.params.get(param.name)
+        if value is None or value == () or (param.is_flag and not param.secondary_opts and not value):
+            continue
+        if param.is_flag and param.secondary_opts:  # --normalize/--no-normalize
+            argv.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.is_flag:
+            argv.append(param.opts[0])
+        elif param.multiple:
+            for item in value:
+                argv += [param.opts[0], str(item)]
+        else:
+            argv += [param.opts[0], str(value)]
+    return argv
+
+
+def _run_workers(ctx: click.Context, n: int, quiet: bool) -> None:
+    """Start n `winoeval run` workers, each on every n-th example; they share the resume cache."""
+    import os
+    import subprocess
+
+    argv = [sys.executable, "-m", "winoeval", "run", *_argv_from_params(ctx, {"num_processes", "quiet"}), "--quiet"]
+    threads = max(1, (os.cpu_count() or 1) // n)
+    procs = []
+    for rank in range(n):
+        env = dict(os.environ, WINOEVAL_SHARD=f"{rank}/{n}", OMP_NUM_THREADS=str(threads))
+        procs.append(subprocess.Popen(argv, env=env))
+    codes = [p.wait() for p in procs]
+    failed = [f"process {rank} (exit code {code})" for rank, code in enumerate(codes) if code != 0]
+    if failed:
+        raise click.ClickException(f"{', '.join(failed)} failed; what finished is cached: rerun the same command "
+                                   f"to finish the rest")
 
 
 @cli.command(name="list")

@@ -86,8 +86,12 @@ class RunConfig:
     def torch_device(self):
         import torch
 
+        import os
+
         if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            if torch.cuda.is_available():  # one GPU per process under accelerate launch / torchrun
+                return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            return torch.device("cpu")
         return torch.device(self.device)
 
     def torch_dtype(self, device=None):

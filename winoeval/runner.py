@@ -81,12 +81,16 @@ def scorer_settings(config: RunConfig, task: TaskData) -> tuple[ScorerConfig, bo
 
 
 def run_key(config: RunConfig, scorer: ScorerConfig, normalize: bool, device_type: str) -> str:
-    """What changes a score: model and its options, task and data, scorer, dtype, device type."""
+    """What changes a score: model and its options, task and data, scorer, dtype, device type.
+
+    Not the batch size: a run resumed with a smaller batch (say after running out of memory) reuses
+    what was finished; on CPU, conv kernels chosen per batch size can move scores in the 7th digit."""
     ident = {
         "model": config.model, "model_args": config.model_args, "task": config.task,
         "task_args": config.task_args,
         "data_dir": str(Path(config.data_dir).resolve()) if config.data_dir else None,
-        "scorer": dataclasses.asdict(scorer), "normalize": normalize, "dtype": config.dtype,
+        "scorer": {k: v for k, v in dataclasses.asdict(scorer).items() if k != "batch_size"},
+        "normalize": normalize, "dtype": config.dtype,
         "device": device_type, "skip_bad": config.skip_bad, "version": __version__,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
@@ -232,46 +236,127 @@ def iter_examples(task: TaskData, limit: int | None) -> Iterable[Example]:
     return islice(task.examples(), limit) if limit else task.examples()
 
 
+def detect_shard() -> tuple[int, int]:
+    """(rank, world size) from ``--shard``-style env (WINOEVAL_SHARD=i/N) or a torchrun/accelerate launch."""
+    value = os.environ.get("WINOEVAL_SHARD")
+    if value:
+        rank, _, world = value.partition("/")
+        return int(rank), int(world)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world) if world > 1 else (0, 1)
+
+
+class ShardedCache:
+    """One append-only file per process under ``.cache/<run key>/``; reading takes the union of all,
+    so a run resumed with another number of processes still reuses every finished example."""
+
+    def __init__(self, directory: Path, rank: int, world: int):
+        self.directory = directory
+        self.own = RecordCache(directory / f"part-{rank:03d}-of-{world:03d}.jsonl")
+
+    def load(self) -> dict[str, dict]:
+        done: dict[str, dict] = {}
+        for part in sorted(self.directory.glob("part-*.jsonl")):
+            done.update(RecordCache(part).load())
+        return done
+
+
+def _join_launch() -> None:
+    """Join the process group of an ``accelerate launch``/torchrun launch (gloo on CPU, nccl on GPUs)."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        import datetime
+
+        # shards can take hours longer than each other: rank 0 waits at the barrier for them
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo",
+                                timeout=datetime.timedelta(days=7))
+
+
+def _barrier() -> None:
+    """Wait for every process of the launch."""
+    import torch.distributed as dist
+
+    dist.barrier()
+
+
 def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
-             on_model: Callable[[Any], None] | None = None) -> RunOutput:
-    """Run one model on one task; returns the results (and writes them when ``write``)."""
+             on_model: Callable[[Any], None] | None = None, shard: tuple[int, int] | None = None) -> RunOutput:
+    """Run one model on one task; returns the results (and writes them when ``write``).
+
+    Sharding: under ``accelerate launch``/torchrun each process scores every world-th example and
+    rank 0 waits for the others and gathers one results file, identical to a single-process run.
+    ``WINOEVAL_SHARD=rank/world`` (set by ``winoeval run --num-processes``) only scores the shard; the
+    parent gathers. The model is loaded only when an example still needs scoring, so gathering a
+    finished run loads nothing.
+    """
     prep = prepare(config)
+    rank, world = shard or detect_shard()
+    if world > 1 and not os.environ.get("WINOEVAL_SHARD") and shard is None:
+        _join_launch()
     task: TaskData = prep.task_entry.loader(prep.task_arg, config)
     scorer_cfg, normalize = scorer_settings(config, task)
-    model = prep.model_entry.loader(prep.model_arg, config)
-    if on_model is not None:
-        on_model(model)
-    from .scoring import make_scorer
-
-    scorer = make_scorer(model, scorer_cfg, normalize=normalize)
-    device_type = str(getattr(getattr(model, "device", None), "type", "cpu"))
-    key = run_key(config, scorer_cfg, normalize, device_type)
-    cache = RecordCache(prep.output_dir / CACHE_DIR / f"{key}.jsonl")
-    cache.truncate_torn_tail()
+    key = run_key(config, scorer_cfg, normalize, _device_type(config))
+    cache = ShardedCache(prep.output_dir / CACHE_DIR / key, rank, world)
+    cache.own.truncate_torn_tail()
     done = cache.load()
     total = min(task.size, config.limit) if config.limit else task.size
     order: list[str] = []
     computed = reused = 0
+    scorer = None
     from tqdm.auto import tqdm
 
-    with tqdm(total=total, desc=f"{config.model} on {config.task}", unit="ex", disable=not progress,
-              dynamic_ncols=True) as bar:
-        for example in iter_examples(task, config.limit):
+    with tqdm(total=-(-total // world), desc=f"{config.model} on {config.task}" + (f" [{rank}/{world}]" if world > 1 else ""),
+              unit="ex", disable=not progress, dynamic_ncols=True, position=rank) as bar:
+        for position, example in enumerate(iter_examples(task, config.limit)):
             order.append(example.id)
+            if position % world != rank:
+                continue
             if example.id in done:
                 reused += 1
             else:
+                if scorer is None:
+                    scorer = _load_scorer(prep, config, scorer_cfg, normalize, on_model)
                 record = score_example(scorer, task, example, config.skip_bad)
-                cache.append(record)
+                cache.own.append(record)
                 done[example.id] = record
                 computed += 1
             bar.update(1)
-    records = [done[i] for i in order]
-    results = build_results(config, prep, task, scorer_cfg, normalize, records)
-    out = RunOutput(results, records, cache_path=cache.path, computed=computed, reused=reused)
+    out = RunOutput({}, [], cache_path=cache.own.path, computed=computed, reused=reused)
+    if world > 1:
+        if os.environ.get("WINOEVAL_SHARD"):
+            return out  # a worker of `winoeval run --num-processes`: the parent gathers
+        _barrier()
+        if rank != 0:
+            return out
+        done = cache.load()
+    missing = [i for i in order if i not in done]
+    if missing:
+        raise RuntimeError(f"{len(missing)} example(s) were not scored by any process (first: {missing[0]!r}); "
+                           f"rerun the same command to finish them")
+    out.records = [done[i] for i in order]
+    out.results = build_results(config, prep, task, scorer_cfg, normalize, out.records)
     if write:
         write_outputs(out, prep.output_dir, config)
     return out
+
+
+def _device_type(config: RunConfig) -> str:
+    if config.device != "auto":
+        return config.device.split(":")[0]
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load_scorer(prep: Prepared, config: RunConfig, scorer_cfg: ScorerConfig, normalize: bool, on_model):
+    from .scoring import make_scorer
+
+    model = prep.model_entry.loader(prep.model_arg, config)
+    if on_model is not None:
+        on_model(model)
+    return make_scorer(model, scorer_cfg, normalize=normalize)
 
 
 def build_results(config: RunConfig, prep: Prepared, task: TaskData, scorer_cfg: ScorerConfig,

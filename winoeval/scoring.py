@@ -133,6 +133,7 @@ class DiffusionScorer:
         self.config = config
         self.normalize = normalize
         self._conds: dict[str, "torch.Tensor"] = {}
+        self.batch_size = config.batch_size  # may shrink after an out-of-memory error
         self.alphas_cumprod = model.alphas_cumprod.double().cpu()
         self.num_train_timesteps = len(self.alphas_cumprod)
 
@@ -156,26 +157,51 @@ class DiffusionScorer:
 
     # -- the Monte-Carlo estimate ------------------------------------------------------------
     def _run(self, latents, conds, plan, jobs):
-        """Evaluate ``jobs`` = [(image index, cond index, sample index)]; returns a float32 tensor of losses."""
+        """Evaluate ``jobs`` = [(image index, cond index, sample index)]; returns a float32 tensor of losses.
+
+        On CUDA out-of-memory the batch size is halved (once per occurrence, for the rest of the run)
+        and the same batch is retried, so a long run goes on instead of dying."""
         import torch
 
-        model, bs = self.model, self.config.batch_size
+        model = self.model
         device, dtype = model.device, model.dtype
         ab = self.alphas_cumprod
         out = torch.empty(len(jobs), dtype=torch.float32)
         idx = torch.tensor(jobs, dtype=torch.long).reshape(-1, 3)
+        shape = [-1] + [1] * (latents.dim() - 1)
+        start = 0
         with torch.inference_mode():
-            for start in range(0, len(jobs), bs):
+            while start < len(jobs):
+                bs = self.batch_size
                 i, k, j = idx[start:start + bs].unbind(1)
                 t = plan.t[j]
-                a = ab[t].sqrt().float().view(-1, *[1] * (latents.dim() - 1))
-                s = (1 - ab[t]).sqrt().float().view(-1, *[1] * (latents.dim() - 1))
                 eps = plan.noise[j]
-                x_t = a * latents[i] + s * eps
-                pred = model.predict_noise(x_t.to(device=device, dtype=dtype), t.to(device),
-                                           conds[k].to(device))
-                out[start:start + bs] = elementwise_loss(pred, eps.to(device), self.config.loss).cpu()
+                x_t = ab[t].sqrt().float().view(shape) * latents[i] + (1 - ab[t]).sqrt().float().view(shape) * eps
+                try:
+                    pred = model.predict_noise(x_t.to(device=device, dtype=dtype), t.to(device), conds[k].to(device))
+                except Exception as exc:
+                    if not _is_out_of_memory(exc) or bs == 1:
+                        raise
+                    self._halve_batch(exc)
+                    continue
+                out[start:start + len(i)] = elementwise_loss(pred, eps.to(device), self.config.loss).cpu()
+                start += len(i)
         return out
+
+    def _halve_batch(self, exc: BaseException) -> None:
+        import warnings
+
+        new = max(1, self.batch_size // 2)
+        warnings.warn(f"out of memory at batch size {self.batch_size}; continuing with {new} "
+                      f"(pass --batch-size {new} next time)", RuntimeWarning, stacklevel=3)
+        self.batch_size = new
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:  # pragma: no cover
+            pass
 
     def score(self, example_id: str, images: Sequence[Any], texts: Sequence[str]) -> ScoreResult:
         import torch
@@ -234,6 +260,13 @@ class MatcherScorer:
             sims = self.model.similarity(list(images), list(texts)).double().cpu()
         n_used = torch.zeros(sims.shape, dtype=torch.long)
         return ScoreResult(sims, -sims, n_used, 0)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
 
 
 def make_scorer(model: Any, config: ScorerConfig, normalize: bool = False):
