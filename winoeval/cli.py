@@ -64,6 +64,9 @@ def cli() -> None:
 @click.option("--task", "-t", required=True, help="Task name, e.g. winoground, winoground:relation, mnist.")
 @click.option("--n-samples", help="Monte-Carlo samples per candidate; comma list for pruning stages (25,250).")
 @click.option("--to-keep", help="Candidates kept after each stage, strictly decreasing (5,1).")
+@click.option("--early-stop", is_flag=True, default=None,
+              help="Sequential paired stopping: stop each comparison once decided; --n-samples is the budget.")
+@click.option("--confidence", type=float, help="Early stop: confidence of each decision [0.99].")
 @click.option("--timesteps", type=click.Choice(["even", "uniform", "stratified"]), help="Timestep design [even].")
 @click.option("--loss", type=click.Choice(["l2", "l1", "huber"]), help="Per-sample loss [l2].")
 @click.option("--normalize/--no-normalize", default=None,
@@ -86,7 +89,7 @@ def cli() -> None:
               help="Shard the examples over N local processes, then gather one results file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
-def run(ctx, model, task, n_samples, to_keep, timesteps, loss, normalize, batch_size, device, dtype, seed, limit,
+def run(ctx, model, task, n_samples, to_keep, early_stop, confidence, timesteps, loss, normalize, batch_size, device, dtype, seed, limit,
         data_dir, output_path, log_samples, skip_bad, model_arg, task_arg, num_processes, quiet) -> None:
     """Evaluate MODEL on TASK; print a markdown table and write results_<timestamp>.json.
 
@@ -97,6 +100,7 @@ def run(ctx, model, task, n_samples, to_keep, timesteps, loss, normalize, batch_
     from .runner import BadExampleError, evaluate, markdown_table, prepare
 
     scorer_args = {"n_samples": _ints(n_samples, "--n-samples"), "to_keep": _ints(to_keep, "--to-keep"),
+                   "early_stop": early_stop, "confidence": confidence,
                    "timesteps": timesteps, "loss": loss, "normalize": normalize, "batch_size": batch_size,
                    "seed": seed}
     scorer_args = {k: v for k, v in scorer_args.items() if v is not None}

@@ -27,6 +27,10 @@ class ScorerConfig:
     normalize: bool | None = None  # None = the task's default
     batch_size: int = 64
     seed: int = 0
+    early_stop: bool = False  # sequential paired stopping; n_samples is then the budget
+    confidence: float = 0.99
+    chunk: int = 5
+    min_samples: int = 10
 
     def __post_init__(self) -> None:
         self.n_samples = tuple(int(n) for n in self.n_samples)
@@ -47,6 +51,13 @@ class ScorerConfig:
             raise ConfigError(f"unknown --timesteps {self.timesteps!r}; choose from {', '.join(TIMESTEP_MODES)}")
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown --loss {self.loss!r}; choose from {', '.join(LOSSES)}")
+        if self.early_stop:
+            if len(self.n_samples) > 1 or self.to_keep:
+                raise ConfigError("--early-stop replaces pruning stages: give one --n-samples budget and no --to-keep")
+            if not 0.5 < self.confidence < 1:
+                raise ConfigError(f"--confidence must be in (0.5, 1), got {self.confidence}")
+            if self.chunk <= 0 or self.min_samples <= 1:
+                raise ConfigError("--chunk must be positive and --min-samples at least 2")
         if self.batch_size <= 0:
             raise ConfigError(f"--batch-size must be positive, got {self.batch_size}")
 

@@ -203,6 +203,66 @@ class DiffusionScorer:
         except Exception:  # pragma: no cover
             pass
 
+    def _evaluate(self, latents, conds, plan, errs, cells, start: int, stop: int) -> None:
+        """Fill errs[i, k, start:stop] for the (image, candidate) cells (+ the unconditional ones)."""
+        I, K = errs.shape[0], errs.shape[1] - 1
+        jobs = [(i, k, j) for i, k in cells for j in range(start, stop)]
+        if self.normalize:
+            jobs += [(i, K, j) for i in range(I) for j in range(start, stop)]
+        for (i, k, j), value in zip(jobs, self._run(latents, conds, plan, jobs).tolist()):
+            errs[i, k, j] = value
+
+    def _stages(self, latents, conds, plan, errs) -> list[list[int]]:
+        """Fixed budgets, optionally with the paper's adaptive pruning: after each (n_samples, to_keep)
+        stage keep the to_keep lowest-error candidates of each image; later stages reuse the samples."""
+        import torch
+
+        cfg = self.config
+        I, K = errs.shape[0], errs.shape[1] - 1
+        alive = [list(range(K)) for _ in range(I)]
+        done = 0
+        for n_stage, keep in zip(cfg.n_samples, cfg.to_keep or (None,) * len(cfg.n_samples)):
+            self._evaluate(latents, conds, plan, errs, [(i, k) for i in range(I) for k in alive[i]], done, n_stage)
+            done = n_stage
+            if keep is not None:
+                for i in range(I):
+                    if keep < len(alive[i]):
+                        means = errs[i, alive[i], :n_stage].mean(dim=1)
+                        order = torch.argsort(means, stable=True)[:keep].tolist()
+                        alive[i] = sorted(alive[i][o] for o in order)
+        return alive
+
+    def _early_decision(self, latents, conds, plan, errs) -> list[list[int]]:
+        """Sequential paired stopping. Samples are taken in chunks (prefix order: every prefix covers
+        [0, T)); after each chunk, from ``min_samples`` on, a candidate is dropped once its mean paired
+        difference to the current best, minus z standard errors, is above 0 (z from ``confidence``).
+        One image: dropped candidates stop being evaluated (the fixed to_keep schedule, made
+        adaptive). Several images (Winoground): the example stops once every row comparison (texts
+        of an image) and every column comparison (images of a text, normalised when enabled) is
+        decided, or at the budget; all cells keep the same samples so the 2×2 matrix stays paired."""
+        from statistics import NormalDist
+
+        cfg = self.config
+        I, K, N = errs.shape[0], errs.shape[1] - 1, errs.shape[2]
+        z = NormalDist().inv_cdf(1 - (1 - cfg.confidence) / 2)
+        rows = [list(range(K)) for _ in range(I)]
+        cols = [list(range(I)) for _ in range(K)] if I > 1 else [[0] for _ in range(K)]
+        done = 0
+        while done < N:
+            stop = min(N, max(done + cfg.chunk, cfg.min_samples))
+            cells = [(i, k) for i in range(I) for k in (range(K) if I > 1 else rows[i])]
+            self._evaluate(latents, conds, plan, errs, cells, done, stop)
+            done = stop
+            for i in range(I):
+                rows[i] = _drop_confidently_worse(errs[i, :, :done], rows[i], z)
+            if I > 1:
+                q = errs[:, :K, :done] - (errs[:, K:, :done] if self.normalize else 0)
+                for k in range(K):
+                    cols[k] = _drop_confidently_worse(q[:, k], cols[k], z)
+            if all(len(r) == 1 for r in rows) and all(len(c) == 1 for c in cols):
+                break
+        return rows if I == 1 else [list(range(K)) for _ in range(I)]
+
     def score(self, example_id: str, images: Sequence[Any], texts: Sequence[str]) -> ScoreResult:
         import torch
 
@@ -214,23 +274,10 @@ class DiffusionScorer:
         I, K, N = latents.shape[0], len(texts), cfg.max_samples
         plan = make_plan(example_id, latents.shape[1:], self.num_train_timesteps, cfg)
         errs = torch.full((I, K + 1, N), float("nan"), dtype=torch.float64)
-        stages = list(zip(cfg.n_samples, cfg.to_keep or (None,)))
-        alive = [list(range(K)) for _ in range(I)]
-        done = 0
-        for n_stage, keep in stages:
-            jobs = [(i, k, j) for i in range(I) for k in alive[i] for j in range(done, n_stage)]
-            if self.normalize:
-                jobs += [(i, K, j) for i in range(I) for j in range(done, n_stage)]
-            losses = self._run(latents, conds, plan, jobs)
-            for (i, k, j), value in zip(jobs, losses.tolist()):
-                errs[i, k, j] = value
-            done = n_stage
-            if keep is not None:
-                for i in range(I):
-                    if keep < len(alive[i]):
-                        means = errs[i, alive[i], :n_stage].mean(dim=1)
-                        order = torch.argsort(means, stable=True)[:keep].tolist()
-                        alive[i] = sorted(alive[i][o] for o in order)
+        if cfg.early_stop:
+            alive = self._early_decision(latents, conds, plan, errs)
+        else:
+            alive = self._stages(latents, conds, plan, errs)
         n_used = (~errs[:, :K].isnan()).sum(dim=2)
         errors = torch.nanmean(errs[:, :K], dim=2)
         if self.normalize:
@@ -260,6 +307,26 @@ class MatcherScorer:
             sims = self.model.similarity(list(images), list(texts)).double().cpu()
         n_used = torch.zeros(sims.shape, dtype=torch.long)
         return ScoreResult(sims, -sims, n_used, 0)
+
+
+def _drop_confidently_worse(values: "torch.Tensor", alive: list[int], z: float) -> list[int]:
+    """values[c, j]: per-sample errors of candidates c (lower = better) on shared samples j. Keep the
+    current best and every candidate whose paired difference to it is not confidently above 0."""
+    if len(alive) < 2:
+        return alive
+    n = values.shape[-1]
+    means = values[alive].mean(dim=1)
+    best = alive[int(means.argmin())]
+    keep = []
+    for c in alive:
+        if c == best:
+            keep.append(c)
+            continue
+        d = values[c] - values[best]
+        se = float(d.std(unbiased=True)) / math.sqrt(n) if n > 1 else math.inf
+        if not float(d.mean()) - z * se > 0:
+            keep.append(c)
+    return keep
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
