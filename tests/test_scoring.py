@@ -179,3 +179,40 @@ def test_adaptive_pruning_reuses_samples_and_keeps_the_best():
 def test_bad_scorer_settings_are_rejected(kwargs):
     with pytest.raises(ConfigError):
         ScorerConfig(**kwargs)
+
+
+EARLY = ScorerConfig(n_samples=(200,), early_stop=True, chunk=5, min_samples=10, timesteps="stratified")
+
+
+def test_early_decision_drops_clear_losers_at_the_first_check():
+    model = AnalyticDenoiser(sigma=0.5)  # σ > 0 keeps per-sample errors bounded (σ = 0 explodes as t → 0)
+    res = DiffusionScorer(model, EARLY).score("e", [render("blue", 0.5, "e")], COLOURS)
+    # every wrong colour is far from blue: all 7 are dropped at the first check, after min_samples = 10
+    assert res.n_evals == 8 * 10
+    assert int(torch.argmax(res.scores[0])) == COLOURS.index("blue")
+    assert sum(math.isfinite(v) for v in res.scores[0].tolist()) == 1
+
+
+def test_early_decision_runs_an_undecidable_comparison_to_the_budget():
+    model = AnalyticDenoiser(sigma=0.5)
+    # "red" and "red left of red" have the same mean: their paired difference is exactly 0, never decided
+    texts = ["red", "red left of red", "blue"]
+    res = DiffusionScorer(model, EARLY).score("u", [render("red", 0.5, "u")], texts)
+    assert res.n_used[0].tolist() == [200, 200, 10]
+    assert res.n_evals == 3 * 10 + 2 * 190
+
+
+def test_early_decision_on_a_winoground_pair_keeps_the_matrix_paired():
+    model = AnalyticDenoiser(sigma=0.5)
+    texts = ["red left of blue", "blue left of red"]
+    images = [render(t, 0.5, f"w{k}") for k, t in enumerate(texts)]
+    res = DiffusionScorer(model, EARLY, normalize=True).score("w", images, texts)
+    assert res.n_evals == 2 * 3 * 10  # 2 images × (2 captions + unconditional) × 10, all decided at once
+    assert res.n_used.tolist() == [[10, 10], [10, 10]]
+    assert res.scores[0, 0] > res.scores[0, 1] and res.scores[1, 1] > res.scores[1, 0]
+    assert res.scores[0, 0] > res.scores[1, 0] and res.scores[1, 1] > res.scores[0, 1]
+
+
+def test_early_decision_rejects_pruning_stages():
+    with pytest.raises(ConfigError, match="early-stop"):
+        ScorerConfig(n_samples=(10, 20), to_keep=(2, 1), early_stop=True)
