@@ -71,7 +71,8 @@ def cli() -> None:
 @click.option("--loss", type=click.Choice(["l2", "l1", "huber"]), help="Per-sample loss [l2].")
 @click.option("--normalize/--no-normalize", default=None,
               help="Subtract the unconditional error (fair image scores) [task default].")
-@click.option("--batch-size", type=int, help="Model forward batch size [64].")
+@click.option("--batch-size", help="Model forward batch size, or auto (512 on GPUs, 128 on CPUs; halves on OOM) [auto].")
+@click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the model's forward.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--dtype", default="auto", show_default=True,
               type=click.Choice(["auto", "float32", "float16", "bfloat16"]))
@@ -89,7 +90,7 @@ def cli() -> None:
               help="Shard the examples over N local processes, then gather one results file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
-def run(ctx, model, task, n_samples, to_keep, early_stop, confidence, timesteps, loss, normalize, batch_size, device, dtype, seed, limit,
+def run(ctx, model, task, n_samples, to_keep, early_stop, confidence, timesteps, loss, normalize, batch_size, compile_, device, dtype, seed, limit,
         data_dir, output_path, log_samples, skip_bad, model_arg, task_arg, num_processes, quiet) -> None:
     """Evaluate MODEL on TASK; print a markdown table and write results_<timestamp>.json.
 
@@ -102,6 +103,7 @@ def run(ctx, model, task, n_samples, to_keep, early_stop, confidence, timesteps,
     scorer_args = {"n_samples": _ints(n_samples, "--n-samples"), "to_keep": _ints(to_keep, "--to-keep"),
                    "early_stop": early_stop, "confidence": confidence,
                    "timesteps": timesteps, "loss": loss, "normalize": normalize, "batch_size": batch_size,
+                   "compile": compile_,
                    "seed": seed}
     scorer_args = {k: v for k, v in scorer_args.items() if v is not None}
     try:

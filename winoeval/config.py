@@ -25,12 +25,13 @@ class ScorerConfig:
     timesteps: str = "even"
     loss: str = "l2"
     normalize: bool | None = None  # None = the task's default
-    batch_size: int = 64
+    batch_size: int | str = "auto"  # "auto": 512 on GPUs, 128 on CPUs; halves itself on out-of-memory
     seed: int = 0
     early_stop: bool = False  # sequential paired stopping; n_samples is then the budget
     confidence: float = 0.99
     chunk: int = 5
     min_samples: int = 10
+    compile: bool = False  # torch.compile the model's predict_noise
 
     def __post_init__(self) -> None:
         self.n_samples = tuple(int(n) for n in self.n_samples)
@@ -58,8 +59,13 @@ class ScorerConfig:
                 raise ConfigError(f"--confidence must be in (0.5, 1), got {self.confidence}")
             if self.chunk <= 0 or self.min_samples <= 1:
                 raise ConfigError("--chunk must be positive and --min-samples at least 2")
-        if self.batch_size <= 0:
-            raise ConfigError(f"--batch-size must be positive, got {self.batch_size}")
+        if self.batch_size != "auto":
+            try:
+                self.batch_size = int(self.batch_size)
+            except (TypeError, ValueError):
+                raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {self.batch_size!r}") from None
+            if self.batch_size <= 0:
+                raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {self.batch_size}")
 
     @property
     def max_samples(self) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -133,7 +134,17 @@ class DiffusionScorer:
         self.config = config
         self.normalize = normalize
         self._conds: dict[str, "torch.Tensor"] = {}
-        self.batch_size = config.batch_size  # may shrink after an out-of-memory error
+        device = getattr(model, "device", None)
+        on_gpu = getattr(device, "type", "cpu") == "cuda"
+        auto = 512 if on_gpu else 128
+        self.batch_size = auto if config.batch_size == "auto" else config.batch_size  # shrinks on OOM
+        if not on_gpu:
+            tune_cpu_allocator()
+        self._predict = model.predict_noise
+        if config.compile:
+            import torch
+
+            self._predict = torch.compile(model.predict_noise, dynamic=True)
         self.alphas_cumprod = model.alphas_cumprod.double().cpu()
         self.num_train_timesteps = len(self.alphas_cumprod)
 
@@ -178,7 +189,7 @@ class DiffusionScorer:
                 eps = plan.noise[j]
                 x_t = ab[t].sqrt().float().view(shape) * latents[i] + (1 - ab[t]).sqrt().float().view(shape) * eps
                 try:
-                    pred = model.predict_noise(x_t.to(device=device, dtype=dtype), t.to(device), conds[k].to(device))
+                    pred = self._predict(x_t.to(device=device, dtype=dtype), t.to(device), conds[k].to(device))
                 except Exception as exc:
                     if not _is_out_of_memory(exc) or bs == 1:
                         raise
@@ -327,6 +338,31 @@ def _drop_confidently_worse(values: "torch.Tensor", alive: list[int], z: float) 
         if not float(d.mean()) - z * se > 0:
             keep.append(c)
     return keep
+
+
+_ALLOCATOR_TUNED = False
+
+
+def tune_cpu_allocator() -> None:
+    """Keep glibc from returning big tensor buffers to the OS after every batch.
+
+    Large CPU batches otherwise pay for mmap/munmap and page faults on every forward (measured here:
+    raising the mmap and trim thresholds halved the time at batch 1000). Same effect as the
+    MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ environment variables, applied at run time."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED or os.environ.get("WINOEVAL_NO_MALLOPT"):
+        return
+    _ALLOCATOR_TUNED = True
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
