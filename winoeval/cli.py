@@ -29,7 +29,7 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
 class LazyGroup(click.Group):
     """A group whose bigger commands live in their own modules and are imported only when used."""
 
-    lazy = {"compare": "winoeval.compare:compare_command"}
+    lazy = {"compare": "winoeval.compare:compare_command", "calibrate": "winoeval.calibration:calibrate_command"}
 
     def list_commands(self, ctx):
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -44,7 +44,8 @@ class LazyGroup(click.Group):
             except Exception as exc:  # a broken command must not break --help or the others
                 error = f"{type(exc).__name__}: {exc}"
 
-                @click.command(name=name, help=f"(unavailable: {error})")
+                @click.command(name=name, help=f"(unavailable: {error})",
+                               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
                 def broken() -> None:
                     raise click.ClickException(f"command {name!r} could not be loaded ({error})")
 

@@ -373,7 +373,7 @@ def build_results(config: RunConfig, prep: Prepared, task: TaskData, scorer_cfg:
         "config": cfg,
         "model": {"name": config.model, "plugin": prep.model_entry.plugin},
         "task": {"name": config.task, "plugin": prep.task_entry.plugin, "size": task.size,
-                 "examples": len(records)},
+                 "examples": len(records), "class_names": task.class_names},
         "results": {config.task: task_metrics},
         "skipped": skipped,
         "versions": versions(),
@@ -383,6 +383,10 @@ def build_results(config: RunConfig, prep: Prepared, task: TaskData, scorer_cfg:
 
 def write_outputs(out: RunOutput, output_dir: Path, config: RunConfig) -> None:
     stamp = _dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    base, n = stamp, 1
+    while (output_dir / f"results_{stamp}.json").exists():  # two runs in one second: never overwrite
+        n += 1
+        stamp = f"{base}-{n}"
     results_path = output_dir / f"results_{stamp}.json"
     atomic_write(results_path, json.dumps(out.results, indent=2, sort_keys=True, allow_nan=False) + "\n")
     out.results_path = results_path
