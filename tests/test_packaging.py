@@ -17,6 +17,7 @@ def test_wheel_contains_builtins_under_winoeval_and_imports(tmp_path, cli_env):
     [wheel] = tmp_path.glob("winoeval-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "winoeval/plugins/analytic.py" in names and "winoeval/tasks/synthetic.py" in names
+    assert "winoeval/testing/data.py" in names and "winoeval/testing/models.py" in names
     assert not any(n.startswith(("plugins/", "tasks/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "winoeval = winoeval.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

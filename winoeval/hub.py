@@ -38,11 +38,18 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+_reason: str | None = None
+
+
 def go_offline_if_unreachable() -> bool:
     """Switch huggingface_hub/datasets/transformers/diffusers to cache-only mode when the hub is out
     of reach. Returns True when offline. Safe to call before or after those libraries are imported."""
+    global _reason
+    if _reason is None and offline_requested():
+        _reason = "HF_HUB_OFFLINE is set"
     offline = offline_requested() or not hub_reachable()
     if offline:
+        _reason = _reason or "the Hugging Face Hub is not reachable"
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"
         for module_name, attr in (("huggingface_hub.constants", "HF_HUB_OFFLINE"),
@@ -55,6 +62,9 @@ def go_offline_if_unreachable() -> bool:
 
 
 def why_offline() -> str:
+    """Why we are offline: the user's HF_HUB_OFFLINE, or an unreachable hub (we set HF_HUB_OFFLINE then)."""
+    if _reason is not None:
+        return _reason
     return "HF_HUB_OFFLINE is set" if offline_requested() else "the Hugging Face Hub is not reachable"
 
 

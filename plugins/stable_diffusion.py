@@ -1,0 +1,348 @@
+"""Stable Diffusion 1.x/2.x as a winoeval denoiser (Li et al. 2023, "Your Diffusion Model is Secretly
+a Zero-Shot Classifier").
+
+Models: ``sd1.5``, ``sd2`` (stabilityai/stable-diffusion-2-base, the paper's model), ``sd2.1`` and
+``sd:<hub id or local diffusers folder>``. What the scorer gets, as the paper's code does it:
+
+* images: RGB, bicubic resize of the shorter side to the model resolution (U-Net sample size × VAE
+  scale factor, 512 for SD 2 base), centre crop, scaled to [−1, 1]; latent = the VAE posterior *mean*
+  × ``vae.config.scaling_factor`` (no sampling: the latent is deterministic);
+* texts: CLIP text-encoder hidden states of the prompt padded to 77 tokens (``""`` is the
+  unconditional embedding of classifier-free guidance);
+* ``predict_noise`` = ``unet(x_t, t, encoder_hidden_states=cond).sample``. For a v-prediction
+  scheduler (e.g. SD 2.1 768 px) the output v is turned into ε = √ᾱ_t·v + √(1−ᾱ_t)·x_t (for
+  ``sample`` prediction ε = (x_t − √ᾱ_t·x̂0)/√(1−ᾱ_t)), so the scorer always compares ε's. The
+  base (512 px) models named here all predict ε.
+* ``alphas_cumprod`` from the pipeline's own scheduler.
+
+Only unet, vae, text_encoder, tokenizer and scheduler are loaded (never the safety checker), from
+safetensors where offered, never with ``trust_remote_code``. ``--dtype`` (float16 on CPU falls back
+to float32) and ``--device`` apply; the VAE runs in float32 when its config asks for it
+(``force_upcast``; it encodes each image once, so this costs nothing). Attention is PyTorch SDPA
+(diffusers' default); ``--model-arg attention=xformers`` asks for xformers, and ``auto`` uses it
+when it is installed on a CUDA device. Other options: ``--model-arg revision=...``,
+``--model-arg variant=fp16`` (download/load the half-size fp16 weight files).
+
+Offline: hub names are looked up in the local Hugging Face cache only when the hub is unreachable
+or ``HF_HUB_OFFLINE=1``; a name that is not cached fails at once with a
+:class:`winoeval.hub.HubUnavailableError` saying how to get it.
+
+No torch/diffusers import at module level: ``winoeval --help`` loads every plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from winoeval.config import ConfigError
+from winoeval.hookspecs import hookimpl
+
+MODELS = {
+    "sd1.5": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.5 (512 px, ε-prediction)"),
+    "sd2": ("stabilityai/stable-diffusion-2-base",
+            "Stable Diffusion 2.0 base (512 px, ε-prediction): the paper's model"),
+    "sd2.1": ("stabilityai/stable-diffusion-2-1-base", "Stable Diffusion 2.1 base (512 px, ε-prediction)"),
+}
+COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
+MODEL_ARGS = {"revision", "variant", "attention", "text_batch_size"}
+TEXT_BATCH = 64
+IMAGE_BATCH = 8
+
+
+class StableDiffusionDenoiser:
+    """The :class:`winoeval.api.Denoiser` protocol over the components of an SD 1.x/2.x pipeline."""
+
+    kind = "denoiser"
+
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, *, device=None, dtype=None,
+                 source: str = "", text_batch_size: int = TEXT_BATCH, upcast_vae: bool | None = None):
+        import torch
+
+        self.device = torch.device(device) if device is not None else unet.device
+        self.dtype = dtype or unet.dtype
+        self.source = source
+        if upcast_vae is None:
+            upcast_vae = bool(getattr(vae.config, "force_upcast", True))
+        self.vae_dtype = torch.float32 if upcast_vae else self.dtype
+        # nn.Module.to: diffusers' own .to(dtype=...) logs a warning on every cast
+        self.unet = torch.nn.Module.to(unet, device=self.device, dtype=self.dtype).eval()
+        self.vae = torch.nn.Module.to(vae, device=self.device, dtype=self.vae_dtype).eval()
+        self.text_encoder = torch.nn.Module.to(text_encoder, device=self.device, dtype=self.dtype).eval()
+        self.tokenizer = tokenizer
+        self.scheduler = scheduler
+        self.text_batch_size = int(text_batch_size)
+        self.prediction_type = scheduler.config.get("prediction_type", "epsilon")
+        if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise ConfigError(f"{source or 'pipeline'}: unsupported scheduler prediction_type "
+                              f"{self.prediction_type!r} (expected epsilon, v_prediction or sample)")
+        abar = getattr(scheduler, "alphas_cumprod", None)
+        if abar is None:  # every SD scheduler has it; derive it from the betas otherwise
+            abar = torch.cumprod(1 - torch.as_tensor(scheduler.betas, dtype=torch.float64), dim=0)
+        self.alphas_cumprod = torch.as_tensor(abar).detach().float().cpu()
+        self._abar_device = self.alphas_cumprod.to(self.device)
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        sample_size = unet.config.sample_size
+        if isinstance(sample_size, (list, tuple)):
+            sample_size = sample_size[0]
+        self.resolution = int(sample_size) * self.vae_scale_factor
+        self.scaling_factor = float(vae.config.scaling_factor)
+        self.shift_factor = getattr(vae.config, "shift_factor", None)
+        self.max_length = min(int(getattr(tokenizer, "model_max_length", 77) or 77),
+                              int(text_encoder.config.max_position_embeddings))
+
+    @classmethod
+    def from_pipeline(cls, pipe, **kwargs) -> "StableDiffusionDenoiser":
+        """Wrap a loaded ``StableDiffusionPipeline`` (its unet, vae, text encoder, tokenizer, scheduler)."""
+        return cls(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.scheduler, **kwargs)
+
+    # --- preprocessing ------------------------------------------------------------------------
+    def preprocess(self, images: list) -> "Any":
+        """PIL images → (B, 3, R, R) float32 in [−1, 1]: RGB, bicubic resize of the shorter side to R,
+        centre crop (torchvision's Resize + CenterCrop arithmetic, as in the paper's code)."""
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        size = self.resolution
+        out = []
+        for im in images:
+            im = im.convert("RGB")
+            w, h = im.size
+            if (w, h) != (size, size):
+                short, long = (w, h) if w <= h else (h, w)
+                new_long = int(size * long / short)
+                new_w, new_h = (size, new_long) if w <= h else (new_long, size)
+                im = im.resize((new_w, new_h), Image.BICUBIC)
+                left = int(round((new_w - size) / 2.0))
+                top = int(round((new_h - size) / 2.0))
+                im = im.crop((left, top, left + size, top + size))
+            out.append(np.asarray(im, dtype=np.float32))
+        x = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2) / 255.0
+        return x * 2.0 - 1.0
+
+    # --- Denoiser protocol --------------------------------------------------------------------
+    def encode_images(self, images: list) -> "Any":
+        import torch
+
+        x = self.preprocess(images)
+        latents = []
+        with torch.inference_mode():
+            for start in range(0, len(x), IMAGE_BATCH):
+                batch = x[start:start + IMAGE_BATCH].to(device=self.device, dtype=self.vae_dtype)
+                z = self.vae.encode(batch).latent_dist.mean
+                if self.shift_factor is not None:
+                    z = z - self.shift_factor
+                latents.append((z * self.scaling_factor).float())
+        return torch.cat(latents)
+
+    def encode_texts(self, texts: list[str]) -> "Any":
+        import torch
+
+        use_mask = bool(getattr(self.text_encoder.config, "use_attention_mask", False))
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.text_batch_size):
+                tok = self.tokenizer(list(texts[start:start + self.text_batch_size]), padding="max_length",
+                                     max_length=self.max_length, truncation=True, return_tensors="pt")
+                mask = tok.attention_mask.to(self.device) if use_mask else None
+                hidden = self.text_encoder(tok.input_ids.to(self.device), attention_mask=mask)[0]
+                out.append(hidden.to(self.dtype))
+        return torch.cat(out)
+
+    def predict_noise(self, x_t, t, cond):
+        import torch
+
+        x_t = x_t.to(device=self.device, dtype=self.dtype)
+        t = t.to(self.device).long()
+        with torch.inference_mode():
+            out = self.unet(x_t, t, encoder_hidden_states=cond.to(device=self.device, dtype=self.dtype)).sample
+            if self.prediction_type == "epsilon":
+                return out
+            ab = self._abar_device[t].view(-1, *[1] * (x_t.dim() - 1))
+            a, s = ab.sqrt(), (1 - ab).sqrt()
+            if self.prediction_type == "v_prediction":  # v = a·ε − s·x0  ⇒  ε = a·v + s·x_t
+                eps = a * out.float() + s * x_t.float()
+            else:  # "sample": the model predicts x0
+                eps = (x_t.float() - a * out.float()) / s.clamp_min(1e-8)
+            return eps.to(self.dtype)
+
+    def enable_attention(self, mode: str = "auto") -> str:
+        """``sdpa`` (PyTorch's fused attention, diffusers' default), ``xformers`` (required), or
+        ``auto`` (xformers if installed on CUDA, else SDPA). Returns what is in use."""
+        if mode not in ("auto", "sdpa", "xformers"):
+            raise ConfigError(f"--model-arg attention={mode!r}: choose auto, sdpa or xformers")
+        if mode == "sdpa" or (mode == "auto" and self.device.type != "cuda"):
+            return "sdpa"
+        import importlib.util
+
+        if importlib.util.find_spec("xformers") is None:
+            if mode == "xformers":
+                raise ConfigError("--model-arg attention=xformers: xformers is not installed "
+                                  "(pip install xformers), or use the default SDPA attention")
+            return "sdpa"
+        try:
+            self.unet.enable_xformers_memory_efficient_attention()
+            return "xformers"
+        except Exception as exc:  # a broken xformers build must not stop the run
+            if mode == "xformers":
+                raise
+            warnings.warn(f"xformers attention unavailable ({type(exc).__name__}: {exc}); using SDPA")
+            return "sdpa"
+
+
+# --- loading ----------------------------------------------------------------------------------
+def _looks_like_path(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~", ".\\")) or source.count("/") > 1 or "\\" in source
+
+
+def check_pipeline_dir(path: Path) -> dict:
+    """Validate a local diffusers folder for SD 1.x/2.x; returns its model_index.json."""
+    if path.is_file():
+        raise ConfigError(f"{path} is a file, not a diffusers pipeline folder (a single-file .ckpt/.safetensors "
+                          f"checkpoint needs converting first: StableDiffusionPipeline.from_single_file(...)"
+                          f".save_pretrained(DIR), then --model sd:DIR)")
+    index_path = path / "model_index.json"
+    if not index_path.is_file():
+        raise ConfigError(f"{path} is not a diffusers pipeline folder (no model_index.json); "
+                          f"pass a folder saved with save_pretrained or downloaded with `hf download REPO "
+                          f"--local-dir DIR`")
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{index_path} is not readable JSON ({exc})") from None
+    return check_model_index(index, str(path))
+
+
+def check_model_index(index: dict, where: str) -> dict:
+    if not isinstance(index.get("_class_name"), str):
+        raise ConfigError(f"{where}: model_index.json names custom pipeline code; winoeval never runs remote code")
+    if "text_encoder_2" in index or "transformer" in index:
+        raise ConfigError(f"{where}: a {index.get('_class_name')} (SDXL/SD3-style, two text encoders or a "
+                          f"transformer) is not supported; the sd plugin takes Stable Diffusion 1.x/2.x pipelines")
+    missing = [c for c in COMPONENTS if not (isinstance(index.get(c), list) and index[c][0] is not None)]
+    if missing:
+        raise ConfigError(f"{where}: not a Stable Diffusion pipeline ({index.get('_class_name')}); "
+                          f"model_index.json lacks {', '.join(missing)}")
+    return index
+
+
+def _has_safetensors(path: Path) -> bool:
+    return all(any((path / c).glob("*.safetensors")) for c in WEIGHT_COMPONENTS)
+
+
+def hub_help(repo_id: str) -> str:
+    command = f"download {repo_id} --exclude \"*.ckpt\""
+    return (f"on a machine with network access run `hf {command}` (older huggingface_hub: `huggingface-cli "
+            f"{command}`) and copy the Hugging Face cache (~/.cache/huggingface or $HF_HOME) here, or download "
+            f"with `--local-dir DIR` and pass --model sd:DIR; for a gated or private repo run `hf auth login` first")
+
+
+def resolve_source(source: str, revision: str | None = None) -> tuple[str, bool, bool | None]:
+    """→ (what to pass to from_pretrained, is_local, use_safetensors). Hub ids are checked against the
+    hub (or, offline, the local cache) by fetching model_index.json, which fails fast."""
+    path = Path(source).expanduser()
+    if path.exists():
+        check_pipeline_dir(path)
+        return str(path), True, (True if _has_safetensors(path) else None)
+    if _looks_like_path(source):
+        raise ConfigError(f"sd:{source}: no such directory (pass a diffusers pipeline folder or a hub id "
+                          f"such as stabilityai/stable-diffusion-2-base)")
+    from winoeval.hub import HubUnavailableError, go_offline_if_unreachable, offline_requested
+
+    requested = offline_requested()  # (go_offline_if_unreachable sets HF_HUB_OFFLINE itself)
+    offline = go_offline_if_unreachable()
+    try:
+        from huggingface_hub import hf_hub_download
+
+        index_file = hf_hub_download(source, "model_index.json", revision=revision)
+    except Exception as exc:  # offline cache miss, unknown repo, gated, network: one clear error
+        why = "HF_HUB_OFFLINE is set" if requested else "the Hugging Face Hub is not reachable"
+        reason = (f"{why} and it is not in the local cache" if offline
+                  else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        raise HubUnavailableError(f"could not load Stable Diffusion weights {source!r}: {reason}. "
+                                  f"To fix: {hub_help(source)}") from None
+    check_model_index(json.loads(Path(index_file).read_text()), source)
+    builtin = source in {repo for repo, _ in MODELS.values()}
+    return source, False, (True if builtin else None)
+
+
+def load_pipeline(source: str, *, dtype, revision: str | None = None, variant: str | None = None):
+    """``StableDiffusionPipeline.from_pretrained`` with only the components winoeval needs."""
+    from winoeval.hub import HubUnavailableError, offline_requested
+
+    where, local, use_safetensors = resolve_source(source, revision)
+    from diffusers import StableDiffusionPipeline
+
+    try:
+        return StableDiffusionPipeline.from_pretrained(
+            where, **{_dtype_kwarg(): dtype}, use_safetensors=use_safetensors, revision=revision, variant=variant,
+            safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
+            trust_remote_code=False)
+    except (OSError, ValueError) as exc:  # EnvironmentError and the hub's not-found errors are OSErrors
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if local:
+            raise ConfigError(f"could not load the diffusers pipeline in {where}: {first}") from exc
+        if offline_requested():  # set by the user or by go_offline_if_unreachable
+            raise HubUnavailableError(f"could not load Stable Diffusion weights {source!r}: offline, and the local "
+                                      f"cache lacks some of its files ({first}). To fix: {hub_help(source)}") from None
+        raise
+
+
+def _dtype_kwarg() -> str:
+    """diffusers ≥ 0.37 calls it ``dtype`` (``torch_dtype`` is deprecated there), older ones ``torch_dtype``."""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
+    except ImportError:
+        return "torch_dtype"
+    return "dtype"
+
+
+def _dtype_for(config, device):
+    import torch
+
+    dtype = config.torch_dtype(device)
+    if device.type == "cpu" and dtype == torch.float16:
+        warnings.warn("float16 is not supported well on CPU; using float32 (pass --dtype float32 to silence this)")
+        dtype = torch.float32
+    return dtype
+
+
+def load(source: str | None, config) -> StableDiffusionDenoiser:
+    if not source:
+        raise ConfigError("sd needs a hub id or a local folder: --model sd:stabilityai/stable-diffusion-2-base "
+                          "or --model sd:/path/to/pipeline (or use sd1.5, sd2, sd2.1)")
+    args = dict(getattr(config, "model_args", None) or {})
+    unknown = sorted(set(args) - MODEL_ARGS)
+    if unknown:
+        raise ConfigError(f"unknown --model-arg {', '.join(unknown)} for sd; known: {', '.join(sorted(MODEL_ARGS))}")
+    try:
+        text_batch = int(args.get("text_batch_size", TEXT_BATCH))
+    except ValueError:
+        raise ConfigError(f"--model-arg text_batch_size needs an integer, got {args['text_batch_size']!r}") from None
+    device = config.torch_device()
+    dtype = _dtype_for(config, device)
+    pipe = load_pipeline(source, dtype=dtype, revision=args.get("revision") or None,
+                         variant=args.get("variant") or None)
+    model = StableDiffusionDenoiser.from_pipeline(pipe, device=device, dtype=dtype, source=source,
+                                                  text_batch_size=text_batch)
+    model.attention = model.enable_attention(args.get("attention", "auto"))
+    return model
+
+
+def _named_loader(repo_id: str):
+    def loader(argument, config):
+        return load(repo_id, config)
+
+    return loader
+
+
+@hookimpl
+def winoeval_register_models(register):
+    for name, (repo_id, description) in MODELS.items():
+        register(name, _named_loader(repo_id), description=f"{description} [{repo_id}]")
+    register("sd", load, takes_argument=True,
+             description="any Stable Diffusion 1.x/2.x diffusers pipeline: sd:HUB_ID or sd:/local/folder")
