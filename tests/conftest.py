@@ -32,3 +32,22 @@ def cli_env():
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["HF_HUB_OFFLINE"] = "1"
     return env
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a CPU shared with other work OpenMP's spin-waiting
+    made a 2-thread U-Net batch ~30x slower here than a 1-thread one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def isolated_datasets_cache(tmp_path_factory, monkeypatch):
+    """An empty datasets cache, so that nothing cached on this machine can make a loading test pass."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf-datasets")))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import pytest
 
@@ -119,6 +118,16 @@ def test_light_commands_import_no_torch(args, cli_env):
             "print('HEAVY', heavy)\n")
     res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=cli_env, timeout=60)
     assert "HEAVY []" in res.stdout, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("module", [*registry.DEFAULT_PLUGINS, "winoeval.compare", "winoeval.calibration"])
+def test_builtin_modules_import_no_heavy_library(module, cli_env):
+    code = (f"import sys, {module}\n"
+            "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'open_clip', 'datasets', 'PIL', 'scipy',\n"
+            "                     'matplotlib') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env, timeout=60)
+    assert res.returncode == 0, res.stderr
 
 
 def test_every_hook_is_documented_in_contributing():

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import collections
 import json
-import subprocess
-import sys
 import time
 import types
 
@@ -28,14 +26,7 @@ from winoeval.testing.models import make_tiny_sd_pipeline  # noqa: E402
 
 
 # --- fixtures ---------------------------------------------------------------------------------
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a CPU shared with other work OpenMP's spin-waiting
-    made a 2-thread U-Net batch ~30× slower here than a 1-thread one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "isolated_datasets_cache")
 
 
 @pytest.fixture(scope="session")
@@ -46,12 +37,6 @@ def tiny_sd(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_sd_v(tmp_path_factory):
     return make_tiny_sd_pipeline(tmp_path_factory.mktemp("tiny-sd-v") / "pipe", prediction_type="v_prediction")
-
-
-@pytest.fixture(autouse=True)
-def _datasets_cache(tmp_path_factory, monkeypatch):
-    datasets = pytest.importorskip("datasets")
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf-datasets")))
 
 
 @pytest.fixture(scope="session")
@@ -85,13 +70,6 @@ def images(n=2):
 
 
 # --- names and module -------------------------------------------------------------------------
-def test_module_import_is_light():
-    code = ("import sys, winoeval.plugins.stable_diffusion; "
-            "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'open_clip') if m in sys.modules]; "
-            "assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 def test_registered_names():
     models = registry.models()
     for name, repo in [("sd1.5", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
