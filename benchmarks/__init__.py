@@ -1,0 +1,1 @@
+"""The winoeval benchmark suite: ``python -m benchmarks`` (see BENCHMARKS.md)."""
