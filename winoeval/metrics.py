@@ -90,9 +90,6 @@ def classification_metrics(records: Sequence[dict], class_names: Sequence[str] |
         "mean_per_class_accuracy": sum(class_acc.values()) / len(class_acc) if class_acc else float("nan"),
         "per_class_accuracy": {(class_names[k] if class_names else str(k)): v for k, v in class_acc.items()},
     }
-    evals = [r["n_evals"] for r in records if "n_evals" in r]
-    if evals:
-        out["evals_per_example"] = sum(evals) / len(evals)
     by = {}
     for key in breakdowns:
         groups = _groups(records, key)

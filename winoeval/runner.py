@@ -179,21 +179,20 @@ def score_example(scorer, task: TaskData, example: Example, skip_bad: bool) -> d
         if not skip_bad:
             raise
         return {"id": example.id, "skipped": exc.reason}
+    except ConfigError:
+        raise  # a bad setting, not a bad example
     except (OSError, ValueError, SyntaxError) as exc:  # PIL raises these for unreadable images
-        if isinstance(exc, ConfigError):
-            raise
         error = BadExampleError(example.id, f"{type(exc).__name__}: {exc}")
         if not skip_bad:
             raise error from exc
         return {"id": example.id, "skipped": error.reason}
-    scores = [[v if math.isfinite(v) else -math.inf for v in row] for row in raw]
     record = {
         "id": example.id,
         "texts": list(example.texts) if task.texts is None else None,
         "scores": _json_scores(result.scores),
         "errors": _json_scores(result.errors),
         "n_evals": result.n_evals,
-        "verdicts": metrics.verdicts(task.metric, scores, example.label),
+        "verdicts": metrics.verdicts(task.metric, raw, example.label),  # scores are finite or -inf (pruned)
         "label": example.label,
         "meta": example.meta,
     }
