@@ -28,6 +28,7 @@ DEFAULT_PLUGINS = (
     "winoeval.tasks.mnist",
     "winoeval.tasks.winoground",
     "winoeval.tasks.zeroshot",
+    "winoeval.tasks.winodigits",
 )
 
 ENV_VAR = "WINOEVAL_PLUGINS"
