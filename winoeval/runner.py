@@ -15,6 +15,8 @@ import os
 import platform
 import subprocess
 import tempfile
+import time
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from itertools import islice
@@ -47,10 +49,12 @@ class Prepared:
     task_entry: registry.Entry
     task_arg: str | None
     output_dir: Path
+    created: list[Path] = field(default_factory=list)  # folders this run made (removed again if left empty)
 
 
-def check_output_dir(path: str | os.PathLike) -> Path:
+def check_output_dir(path: str | os.PathLike, created: list[Path] | None = None) -> Path:
     out = Path(path)
+    missing = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
@@ -58,21 +62,91 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise ConfigError(f"--output-path {str(out)!r} is not writable ({exc.strerror or exc}); "
                           f"pass a directory you can write to") from None
+    if created is not None:
+        created.extend(missing)  # innermost first
     return out
 
 
+def remove_if_empty(prep: Prepared) -> None:
+    """After a failed run: remove the cache and output folders this run created and left empty."""
+    candidates = [*sorted(prep.output_dir.glob(f"{CACHE_DIR}/*"), reverse=True), prep.output_dir / CACHE_DIR,
+                  *prep.created]
+    for folder in candidates:
+        try:
+            if folder.is_dir():
+                for lock in folder.glob("*.lock"):  # our own lock files only mark a folder as in use
+                    lock.unlink(missing_ok=True)
+                folder.rmdir()
+        except OSError:
+            pass  # not empty: finished work stays
+
+
+def check_device(device: str) -> None:
+    """Refuse a device that this machine does not have, before anything loads."""
+    if device in ("auto", "cpu"):
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA GPU is available here (torch "
+                              f"{torch.__version__}, cuda {torch.version.cuda or 'not built'}); "
+                              f"use --device cpu or auto")
+        index = device.partition(":")[2]
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s) "
+                              f"(cuda:0 … cuda:{torch.cuda.device_count() - 1})")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: Apple MPS is not available here; use --device cpu or auto")
+
+
 def prepare(config: RunConfig) -> Prepared:
-    """Every check that needs no model: names, numbers, output directory."""
+    """Every check that needs no model: names, options, numbers, device, output directory."""
     model_entry, model_arg = registry.resolve("model", config.model)
     task_entry, task_arg = registry.resolve("task", config.task)
+    model_entry.check_options(config.model_args, "--model-arg")
+    task_entry.check_options(config.task_args, "--task-arg")
     ScorerConfig(**{k: v for k, v in config.scorer_args.items() if k != "normalize"})
-    out = check_output_dir(config.output_path or "winoeval-out")
-    return Prepared(config, model_entry, model_arg, task_entry, task_arg, out)
+    check_device(config.device)
+    created: list[Path] = []
+    out = check_output_dir(config.output_path or "winoeval-out", created)
+    return Prepared(config, model_entry, model_arg, task_entry, task_arg, out, created)
+
+
+def model_fingerprint(prep: Prepared) -> str | None:
+    """What the model runs: the plugin's own fingerprint, else the content of local files it names."""
+    from . import fingerprint
+
+    fn = prep.model_entry.fingerprint or fingerprint.default_model_fingerprint
+    try:
+        return fn(prep.model_arg, prep.config)
+    except OSError as exc:
+        raise ConfigError(f"model {prep.config.model!r}: cannot read its weights to fingerprint them "
+                          f"({exc})") from None
+
+
+def task_fingerprint(config: RunConfig, task: TaskData) -> dict[str, Any]:
+    """What the task evaluates: the task's own fingerprint, the content of ``--data-dir`` and of every
+    file named by a ``--task-arg``."""
+    from . import fingerprint
+
+    out: dict[str, Any] = {}
+    if task.fingerprint:
+        out["task"] = task.fingerprint
+    if config.data_dir:
+        out["data_dir"] = fingerprint.hash_path(config.data_dir)
+    files = fingerprint.of_values(config.task_args)
+    if files:
+        out["task_args"] = files
+    return out
 
 
 def scorer_settings(config: RunConfig, task: TaskData) -> tuple[ScorerConfig, bool]:
-    """Task presets, overridden by what the user set explicitly."""
-    defaults = dict(task.defaults)
+    """Task presets, overridden by what the user set explicitly.
+
+    Normalisation defaults to on for every ``metric="winoground"`` task (built-in or third-party) and
+    off otherwise; a task's ``defaults["normalize"]`` overrides that, ``--[no-]normalize`` overrides both."""
+    defaults = {"normalize": task.metric == "winoground", **task.defaults}
     if "n_samples" in config.scorer_args and "to_keep" not in config.scorer_args:
         defaults.pop("to_keep", None)  # the user's own stages replace the preset's pruning schedule
     merged = {**defaults, **config.scorer_args}
@@ -80,43 +154,61 @@ def scorer_settings(config: RunConfig, task: TaskData) -> tuple[ScorerConfig, bo
     return ScorerConfig(**merged), normalize
 
 
-def run_key(config: RunConfig, scorer: ScorerConfig, normalize: bool, device_type: str) -> str:
-    """What changes a score: model and its options, task and data, scorer, dtype, device type.
+def run_key(config: RunConfig, scorer: ScorerConfig, normalize: bool, device_type: str,
+            model_fp: str | None = None, task_fp: dict[str, Any] | None = None) -> str:
+    """What changes a score: the model, its options and the *content* of its weights; the task, its
+    options and the content of its data; the scorer; dtype; device type.
 
     Not the batch size: a run resumed with a smaller batch (say after running out of memory) reuses
-    what was finished; on CPU, conv kernels chosen per batch size can move scores in the 7th digit."""
+    what was finished; on CPU, conv kernels chosen per batch size can move scores in the 7th digit.
+    Not ``--skip-bad``: a rerun with it reuses every scored example (skipped ones are retried)."""
     ident = {
-        "model": config.model, "model_args": config.model_args, "task": config.task,
-        "task_args": config.task_args,
-        "data_dir": str(Path(config.data_dir).resolve()) if config.data_dir else None,
+        "model": config.model, "model_args": config.model_args, "model_fingerprint": model_fp,
+        "task": config.task, "task_args": config.task_args, "task_fingerprint": task_fp or {},
         "scorer": {k: v for k, v in dataclasses.asdict(scorer).items() if k != "batch_size"},
         "normalize": normalize, "dtype": config.dtype,
-        "device": device_type, "skip_bad": config.skip_bad, "version": __version__,
+        "device": device_type, "version": __version__,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _valid_record(record: Any) -> bool:
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+        return False
+    return "skipped" in record or ("scores" in record and "verdicts" in record)
+
+
 class RecordCache:
-    """Append-only JSONL of finished examples; a torn last line (a killed process) is ignored."""
+    """Append-only JSONL of finished examples. Damaged lines (a torn tail from a killed process,
+    garbage, records of the wrong shape) are skipped and counted in ``damaged``; the rest is used."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.damaged = 0
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def load(self) -> dict[str, dict]:
         done: dict[str, dict] = {}
+        self.damaged = 0
         if not self.path.exists():
             return done
         with open(self.path, "rb") as fh:
             for line in fh:
-                if not line.endswith(b"\n"):
-                    break  # torn write: recompute that example
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    break
+                    if not line.endswith(b"\n"):
+                        raise ValueError("torn line")
+                    record = json.loads(line.decode("utf-8"))
+                    if not _valid_record(record):
+                        raise ValueError("not a record")
+                except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                    self.damaged += 1
+                    continue
                 done[record["id"]] = record
         return done
+
+    def rewrite(self, records: Iterable[dict]) -> None:
+        """Replace the file by exactly ``records`` (atomically): drops damaged lines for good."""
+        atomic_write(self.path, "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in records))
 
     def truncate_torn_tail(self) -> None:
         if not self.path.exists():
@@ -141,24 +233,118 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+TMP_SUFFIX = ".tmp"
+
+
+def _write_tmp(path: Path, text: str) -> Path:
+    """A fsync'd temporary file beside ``path``, named ``.<name>.<pid>.<random>.tmp`` so that a later run
+    can tell the litter of a killed process from a live run's file (see :func:`remove_stale_tmp`)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+    tmp = _write_tmp(path, text)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_tmp(directory: Path) -> int:
+    """Delete temporary files left by killed processes (their pid is gone); returns how many."""
+    removed = 0
+    for tmp in directory.glob(f".*{TMP_SUFFIX}"):
+        parts = tmp.name.split(".")
+        pid = next((int(p) for p in parts[2:] if p.isdigit()), None)
+        if pid is not None and pid != os.getpid() and not _pid_alive(pid):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def claim_new(path: Path, text: str) -> bool:
+    """Create ``path`` with ``text`` only if it does not exist, atomically (a fully written temporary
+    file hard-linked into place: two processes can never both claim one name). False if taken."""
+    tmp = _write_tmp(path, text)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class RunLock:
+    """An exclusive ``flock`` per run key and shard, so two identical runs never compute the same
+    examples; the holder's pid is written in the lock file for the refusal message."""
+
+    def __init__(self, path: Path):
+        self.path, self.fd = path, None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            finally:
+                os.close(fd)
+            raise ConfigError(f"another winoeval process (pid {pid}) is running this same evaluation into "
+                              f"{self.path.parent.parent.parent}; wait for it to finish (then rerun: its "
+                              f"results are reused) or use another --output-path") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
 
 
 def _json_scores(matrix) -> list[list[float | None]]:
     """Score matrices for JSON: floats, with ±inf and NaN (pruned candidates) as null."""
     return [[float(v) if math.isfinite(v) else None for v in row] for row in matrix.tolist()]
+
+
+def _uncond_errors(result) -> list[list[float | None]] | None:
+    """When normalised: per (image, text) the unconditional error over the samples that text used, so
+    that ``scores == -(errors - uncond_errors)``; None (left out of the record) otherwise."""
+    per_sample = getattr(result, "uncond_errors", None)
+    if per_sample is None:
+        return None
+    import torch
+
+    n_used = result.n_used
+    return _json_scores(torch.stack([torch.stack([per_sample[i, : int(n_used[i, k])].mean()
+                                                  for k in range(n_used.shape[1])])
+                                     for i in range(n_used.shape[0])]))
 
 
 def _resolve_images(example: Example) -> list[Any]:
@@ -191,6 +377,7 @@ def score_example(scorer, task: TaskData, example: Example, skip_bad: bool) -> d
         "texts": list(example.texts) if task.texts is None else None,
         "scores": _json_scores(result.scores),
         "errors": _json_scores(result.errors),
+        "uncond_errors": _uncond_errors(result),
         "n_evals": result.n_evals,
         "verdicts": metrics.verdicts(task.metric, raw, example.label),  # scores are finite or -inf (pruned)
         "label": example.label,
@@ -247,17 +434,47 @@ def detect_shard() -> tuple[int, int]:
 
 class ShardedCache:
     """One append-only file per process under ``.cache/<run key>/``; reading takes the union of all,
-    so a run resumed with another number of processes still reuses every finished example."""
+    so a run resumed with another number of processes still reuses every finished example.
+
+    A scored record wins over a skipped one for the same id. Damaged lines are skipped and counted
+    (``damaged``); ``load`` rewrites this process's own part without them."""
 
     def __init__(self, directory: Path, rank: int, world: int):
         self.directory = directory
         self.own = RecordCache(directory / f"part-{rank:03d}-of-{world:03d}.jsonl")
+        self.lock = RunLock(directory / f"part-{rank:03d}-of-{world:03d}.lock")
+        self.damaged = 0
 
-    def load(self) -> dict[str, dict]:
+    def load(self, repair: bool = False) -> dict[str, dict]:
         done: dict[str, dict] = {}
+        self.damaged = 0
         for part in sorted(self.directory.glob("part-*.jsonl")):
-            done.update(RecordCache(part).load())
+            cache = self.own if part == self.own.path else RecordCache(part)
+            records = cache.load()
+            self.damaged += cache.damaged
+            if repair and cache is self.own and cache.damaged:
+                cache.rewrite(records.values())
+            for rid, record in records.items():
+                if "skipped" not in record or rid not in done:
+                    done[rid] = record
         return done
+
+
+def _scan_ids(task: TaskData, limit: int | None) -> list[str]:
+    """The example ids in order, refusing a repeated id (it would silently share scores and tags)."""
+    first: dict[str, int] = {}
+    order: list[str] = []
+    for position, example in enumerate(iter_examples(task, limit)):
+        if not isinstance(example.id, str) or not example.id:
+            raise ConfigError(f"task {task.name!r}: the example at position {position} has id {example.id!r}; "
+                              f"example ids must be non-empty strings (fix the task plugin)")
+        if example.id in first:
+            raise ConfigError(f"task {task.name!r}: example id {example.id!r} occurs twice (positions "
+                              f"{first[example.id]} and {position}); ids must be unique (fix the task plugin "
+                              f"or its data)")
+        first[example.id] = position
+        order.append(example.id)
+    return order
 
 
 def _join_launch() -> None:
@@ -281,64 +498,89 @@ def _barrier() -> None:
 
 
 def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
-             on_model: Callable[[Any], None] | None = None, shard: tuple[int, int] | None = None) -> RunOutput:
+             on_model: Callable[[Any], None] | None = None, shard: tuple[int, int] | None = None,
+             prepared: Prepared | None = None, model_slot: dict | None = None) -> RunOutput:
     """Run one model on one task; returns the results (and writes them when ``write``).
 
     Sharding: under ``accelerate launch``/torchrun each process scores every world-th example and
     rank 0 waits for the others and gathers one results file, identical to a single-process run.
     ``WINOEVAL_SHARD=rank/world`` (set by ``winoeval run --num-processes``) only scores the shard; the
     parent gathers. The model is loaded only when an example still needs scoring, so gathering a
-    finished run loads nothing.
+    finished run loads nothing. ``model_slot`` (a dict) shares one loaded model between the tasks of a run.
     """
-    prep = prepare(config)
+    started = time.time()
+    prep = prepared or prepare(config)
     rank, world = shard or detect_shard()
     if world > 1 and not os.environ.get("WINOEVAL_SHARD") and shard is None:
         _join_launch()
     task: TaskData = prep.task_entry.loader(prep.task_arg, config)
+    order = _scan_ids(task, config.limit)  # also refuses duplicate ids before any model loads
     scorer_cfg, normalize = scorer_settings(config, task)
-    key = run_key(config, scorer_cfg, normalize, _device_type(config))
+    model_fp = model_fingerprint(prep)
+    task_fp = task_fingerprint(config, task)
+    key = run_key(config, scorer_cfg, normalize, _device_type(config), model_fp, task_fp)
     cache = ShardedCache(prep.output_dir / CACHE_DIR / key, rank, world)
-    cache.own.truncate_torn_tail()
-    done = cache.load()
-    total = min(task.size, config.limit) if config.limit else task.size
-    order: list[str] = []
-    computed = reused = 0
-    scorer = None
-    from tqdm.auto import tqdm
+    cache.lock.acquire()
+    try:
+        remove_stale_tmp(prep.output_dir)
+        done = cache.load(repair=True)
+        if cache.damaged:
+            warnings.warn(f"{cache.damaged} damaged line(s) in the resume cache {cache.directory} were skipped "
+                          f"(those examples are recomputed)", stacklevel=2)
+        mine = [i for p, i in enumerate(order) if p % world == rank]
+        todo = {i for i in mine if i not in done or "skipped" in done[i]}  # skipped examples are retried
+        slot = model_slot if model_slot is not None else {}
+        if todo and "model" not in slot:  # load before the progress bar: a weights error comes first
+            slot["model"] = _load_model(prep, config, on_model)
+        scorer = None
+        if todo:
+            from .scoring import make_scorer
 
-    with tqdm(total=-(-total // world), desc=f"{config.model} on {config.task}" + (f" [{rank}/{world}]" if world > 1 else ""),
-              unit="ex", disable=not progress, dynamic_ncols=True, position=rank) as bar:
-        for position, example in enumerate(iter_examples(task, config.limit)):
-            order.append(example.id)
-            if position % world != rank:
-                continue
-            if example.id in done:
-                reused += 1
-            else:
-                if scorer is None:
-                    scorer = _load_scorer(prep, config, scorer_cfg, normalize, on_model)
-                record = score_example(scorer, task, example, config.skip_bad)
-                cache.own.append(record)
-                done[example.id] = record
-                computed += 1
-            bar.update(1)
-    out = RunOutput({}, [], cache_path=cache.own.path, computed=computed, reused=reused)
-    if world > 1:
-        if os.environ.get("WINOEVAL_SHARD"):
-            return out  # a worker of `winoeval run --num-processes`: the parent gathers
-        _barrier()
-        if rank != 0:
-            return out
-        done = cache.load()
-    missing = [i for i in order if i not in done]
-    if missing:
-        raise RuntimeError(f"{len(missing)} example(s) were not scored by any process (first: {missing[0]!r}); "
-                           f"rerun the same command to finish them")
-    out.records = [done[i] for i in order]
-    out.results = build_results(config, prep, task, scorer_cfg, normalize, out.records)
-    if write:
-        write_outputs(out, prep.output_dir, config)
-    return out
+            scorer = make_scorer(slot["model"], scorer_cfg, normalize=normalize)
+        computed = reused = 0
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(mine), desc=f"{config.model} on {config.task}" + (f" [{rank}/{world}]" if world > 1 else ""),
+                  unit="ex", disable=not progress, dynamic_ncols=True, position=rank) as bar:
+            for position, example in enumerate(iter_examples(task, config.limit)):
+                if position % world != rank:
+                    continue
+                if example.id not in todo:
+                    reused += 1
+                else:
+                    record = score_example(scorer, task, example, config.skip_bad)
+                    cache.own.append(record)
+                    done[example.id] = record
+                    computed += 1
+                bar.update(1)
+        out = RunOutput({}, [], cache_path=cache.own.path, computed=computed, reused=reused)
+        if world > 1:
+            if os.environ.get("WINOEVAL_SHARD"):
+                return out  # a worker of `winoeval run --num-processes`: the parent gathers
+            _barrier()
+            if rank != 0:
+                return out
+            done = cache.load()
+        missing = [i for i in order if i not in done]
+        if missing:
+            raise RuntimeError(f"{len(missing)} example(s) were not scored by any process (first: {missing[0]!r}); "
+                               f"rerun the same command to finish them")
+        out.records = [done[i] for i in order]
+        model = slot.get("model")
+        run_info = {
+            "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "wall_time_s": round(time.time() - started, 3),
+            "examples_computed": computed, "examples_reused": reused, "run_key": key,
+            "device": str(getattr(model, "device", None)) if model is not None else None,
+            "dtype": str(getattr(model, "dtype", None)).replace("torch.", "") if model is not None else None,
+        }
+        out.results = build_results(config, prep, task, scorer_cfg, normalize, out.records,
+                                    model_fp=model_fp, task_fp=task_fp, run_info=run_info)
+        if write:
+            write_outputs(out, prep.output_dir, config)
+        return out
+    finally:
+        cache.lock.release()
 
 
 def _device_type(config: RunConfig) -> str:
@@ -349,17 +591,27 @@ def _device_type(config: RunConfig) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _load_scorer(prep: Prepared, config: RunConfig, scorer_cfg: ScorerConfig, normalize: bool, on_model):
-    from .scoring import make_scorer
-
+def _load_model(prep: Prepared, config: RunConfig, on_model):
     model = prep.model_entry.loader(prep.model_arg, config)
     if on_model is not None:
         on_model(model)
-    return make_scorer(model, scorer_cfg, normalize=normalize)
+    return model
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (a metric over zero examples) becomes null: results files are strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def build_results(config: RunConfig, prep: Prepared, task: TaskData, scorer_cfg: ScorerConfig,
-                  normalize: bool, records: list[dict]) -> dict[str, Any]:
+                  normalize: bool, records: list[dict], *, model_fp: str | None = None,
+                  task_fp: dict[str, Any] | None = None, run_info: dict[str, Any] | None = None) -> dict[str, Any]:
     scored = [r for r in records if "skipped" not in r]
     task_metrics = metrics.compute(task.metric, scored, task.class_names, task.breakdowns)
     task_metrics["metric"] = task.metric
@@ -368,32 +620,42 @@ def build_results(config: RunConfig, prep: Prepared, task: TaskData, scorer_cfg:
     cfg = config.to_dict()
     cfg["scorer"] = {**dataclasses.asdict(scorer_cfg), "normalize": normalize}
     cfg.pop("scorer_args", None)
-    return {
+    return _json_safe({
         "config": cfg,
-        "model": {"name": config.model, "plugin": prep.model_entry.plugin},
+        "model": {"name": config.model, "plugin": prep.model_entry.plugin, "fingerprint": model_fp},
         "task": {"name": config.task, "plugin": prep.task_entry.plugin, "size": task.size,
-                 "examples": len(records), "class_names": task.class_names},
+                 "examples": len(records), "class_names": task.class_names, "fingerprint": task_fp or {}},
         "results": {config.task: task_metrics},
         "skipped": skipped,
+        "run": run_info or {},
         "versions": versions(),
         "git_hash": git_hash(),
-    }
+    })
 
 
 def write_outputs(out: RunOutput, output_dir: Path, config: RunConfig) -> None:
-    stamp = _dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
-    base, n = stamp, 1
-    while (output_dir / f"results_{stamp}.json").exists():  # two runs in one second: never overwrite
-        n += 1
-        stamp = f"{base}-{n}"
-    results_path = output_dir / f"results_{stamp}.json"
-    atomic_write(results_path, json.dumps(out.results, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    out.results_path = results_path
-    if config.log_samples:
+    """``results_<stamp>.json`` (+ ``samples_<stamp>.jsonl``), never overwriting: each name is claimed
+    atomically, so two runs finishing in the same second both keep their files. The samples file is
+    written first: a results file never exists without its samples file."""
+    results_text = json.dumps(out.results, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    samples_text = ("".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in out.records)
+                    if config.log_samples else None)
+    base = _dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    for n in range(1, 10_000):
+        stamp = base if n == 1 else f"{base}-{n}"
+        results_path = output_dir / f"results_{stamp}.json"
         samples_path = output_dir / f"samples_{stamp}.jsonl"
-        text = "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in out.records)
-        atomic_write(samples_path, text)
-        out.samples_path = samples_path
+        if results_path.exists() or samples_path.exists():
+            continue
+        if samples_text is not None and not claim_new(samples_path, samples_text):
+            continue
+        if claim_new(results_path, results_text):
+            out.results_path = results_path
+            out.samples_path = samples_path if samples_text is not None else None
+            return
+        if samples_text is not None:  # lost the race for the results name: give the samples name back
+            samples_path.unlink(missing_ok=True)
+    raise RuntimeError(f"could not find a free results file name in {output_dir}")
 
 
 def _pct(v: float) -> str:

@@ -1,0 +1,83 @@
+"""What CONTRIBUTING promises plugin authors, checked with third-party-style fake plugins."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from winoeval import registry
+from winoeval.api import Example, TaskData
+from winoeval.config import RunConfig
+from winoeval.hookspecs import hookimpl
+from winoeval.runner import evaluate
+
+
+def _toy_pairs():
+    from winoeval.tasks.synthetic import render
+
+    for n, (a, b) in enumerate([("red", "blue"), ("green", "yellow")]):
+        captions = [f"{a} left of {b}", f"{b} left of {a}"]
+        yield Example(f"p{n}", [render(c, 0.1, f"p{n}-{k}") for k, c in enumerate(captions)], captions)
+
+
+class ThirdPartyTasks:
+    """Winoground-format tasks the way a third party writes them: no ``defaults`` at all, or an override."""
+
+    @hookimpl
+    def winoeval_register_tasks(self, register):
+        register("tp-wino", lambda arg, config: TaskData("tp-wino", "winoground", _toy_pairs, 2))
+        register("tp-wino-raw", lambda arg, config: TaskData("tp-wino-raw", "winoground", _toy_pairs, 2,
+                                                             defaults={"normalize": False}))
+
+
+@pytest.fixture
+def third_party_tasks():
+    pm = registry.get_plugin_manager()
+    plugin = ThirdPartyTasks()
+    pm.register(plugin, name="third-party-tasks")
+    try:
+        yield
+    finally:
+        pm.unregister(plugin)
+
+
+def _run(tmp_path, task, **scorer_args):
+    return evaluate(RunConfig("analytic:0.1", task, scorer_args={"n_samples": (4,), **scorer_args},
+                              output_path=str(tmp_path), log_samples=True), progress=False)
+
+
+def test_third_party_winoground_task_is_normalised_by_default(tmp_path, third_party_tasks):
+    out = _run(tmp_path, "tp-wino")
+    assert out.results["config"]["scorer"]["normalize"] is True
+    for record in out.records:
+        # errors stay the raw conditional errors; the unconditional ones are logged beside them
+        for s_row, e_row, u_row in zip(record["scores"], record["errors"], record["uncond_errors"]):
+            for s, e, u in zip(s_row, e_row, u_row):
+                assert s == pytest.approx(-(e - u), abs=1e-9)
+        # the two images differ, so their unconditional errors differ: normalisation changed the scores
+        assert record["uncond_errors"][0][0] != record["uncond_errors"][1][0]
+        assert record["n_evals"] == 2 * 3 * 4  # 2 images × (2 captions + "") × 4 samples
+
+
+def test_a_task_preset_and_the_flag_override_the_metric_default(tmp_path, third_party_tasks):
+    out = _run(tmp_path / "a", "tp-wino-raw")
+    assert out.results["config"]["scorer"]["normalize"] is False
+    assert all("uncond_errors" not in r and r["scores"] == [[-e for e in row] for row in r["errors"]]
+               for r in out.records)
+    assert all(r["n_evals"] == 2 * 2 * 4 for r in out.records)
+    out = _run(tmp_path / "b", "tp-wino", normalize=False)
+    assert out.results["config"]["scorer"]["normalize"] is False
+    out = _run(tmp_path / "c", "colors")  # classification: off by default
+    assert out.results["config"]["scorer"]["normalize"] is False
+
+
+def test_samples_jsonl_has_the_documented_fields(tmp_path, third_party_tasks):
+    out = _run(tmp_path, "tp-wino")
+    lines = [json.loads(line) for line in out.samples_path.read_text().splitlines()]
+    assert [r["id"] for r in lines] == ["p0", "p1"]
+    assert set(lines[0]) == {"id", "texts", "scores", "errors", "uncond_errors", "n_evals", "verdicts", "label",
+                             "meta"}
+    assert lines[0]["label"] is None and set(lines[0]["verdicts"]) == {"text", "image", "group"}
+    task = out.results["results"]["tp-wino"]
+    assert task["evals_per_example"] == 24
