@@ -81,3 +81,47 @@ def test_samples_jsonl_has_the_documented_fields(tmp_path, third_party_tasks):
     assert lines[0]["label"] is None and set(lines[0]["verdicts"]) == {"text", "image", "group"}
     task = out.results["results"]["tp-wino"]
     assert task["evals_per_example"] == 24
+
+
+def test_a_plugin_whose_hook_raises_is_listed_as_failed_with_the_reason():
+    from click.testing import CliRunner
+
+    from winoeval.cli import cli
+
+    class HalfBroken:
+        @hookimpl
+        def winoeval_register_models(self, register):
+            register("half-registered", lambda arg, config: None)
+            raise RuntimeError("no weights folder configured")
+
+    pm = registry.get_plugin_manager()
+    pm.register(HalfBroken(), name="half-broken")
+    with pytest.warns(registry.PluginLoadWarning, match="half-broken.*no weights folder"):
+        res = CliRunner().invoke(cli, ["plugins"])
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("half-broken")]
+    assert lines == ["half-broken  FAILED: RuntimeError: no weights folder configured (in winoeval_register_models)"]
+    assert "winoeval.plugins.analytic  0.1.0 (built-in)" in res.output
+    assert "half-registered" not in registry.models()  # what it registered before raising is dropped
+    assert "analytic" in registry.models()
+
+
+@pytest.mark.parametrize("value, hint", [
+    ("winoeval-toy2d", "known plugins: winoeval.plugins.analytic"),  # a distribution name
+    ("winoeval.plugins.analytc", "did you mean winoeval.plugins.analytic"),  # a typo
+])
+def test_winoeval_plugins_naming_no_plugin_warns_with_the_known_names(monkeypatch, value, hint):
+    monkeypatch.setenv(registry.ENV_VAR, value)
+    registry.reset()
+    with pytest.warns(registry.PluginLoadWarning) as caught:
+        assert registry.models() == {}
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and f"names {value!r}, which is no plugin" in messages[0]
+    assert hint in messages[0] and "winoeval.tasks.zeroshot" in messages[0]
+
+
+def test_winoeval_plugins_with_known_names_does_not_warn(monkeypatch, recwarn):
+    monkeypatch.setenv(registry.ENV_VAR, "winoeval.plugins.analytic,none")
+    registry.reset()
+    assert set(registry.models()) == {"analytic"}
+    assert not [w for w in recwarn if issubclass(w.category, registry.PluginLoadWarning)]

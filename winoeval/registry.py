@@ -69,8 +69,8 @@ def _wanted() -> set[str] | None:
     return names - {"none", "builtins"}
 
 
-def _warn(name: str, exc: BaseException) -> None:
-    load_errors[name] = f"{type(exc).__name__}: {exc}"
+def _warn(name: str, exc: BaseException, hook: str | None = None) -> None:
+    load_errors[name] = f"{type(exc).__name__}: {exc}" + (f" (in {hook})" if hook else "")
     warnings.warn(f"winoeval: plugin {name!r} failed to load and was skipped ({load_errors[name]})",
                   PluginLoadWarning, stacklevel=3)
 
@@ -90,7 +90,10 @@ def get_plugin_manager() -> pluggy.PluginManager:
             pm.register(importlib.import_module(module_name), name=module_name)
         except Exception as exc:  # a broken built-in must not break the CLI either
             _warn(module_name, exc)
-    for ep in metadata.entry_points(group="winoeval"):
+    entry_points = list(metadata.entry_points(group="winoeval"))
+    if wanted:
+        _warn_unknown_wanted(wanted, entry_points)
+    for ep in entry_points:
         if wanted is not None and ep.name not in wanted:
             continue
         if pm.has_plugin(ep.name):
@@ -107,6 +110,16 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+def _warn_unknown_wanted(wanted: set[str], entry_points: list) -> None:
+    """``WINOEVAL_PLUGINS`` names that match no plugin (a typo, a distribution or package name)."""
+    known = [*DEFAULT_PLUGINS, *sorted(ep.name for ep in entry_points)]
+    for name in sorted(wanted - set(known)):
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        warnings.warn(f"winoeval: {ENV_VAR} names {name!r}, which is no plugin; {hint}known plugins: "
+                      f"{', '.join(known)}, or 'builtins' / 'none'", PluginLoadWarning, stacklevel=3)
+
+
 def _collect(hook_name: str) -> dict[str, Entry]:
     pm = get_plugin_manager()
     entries: dict[str, Entry] = {}
@@ -121,10 +134,13 @@ def _collect(hook_name: str) -> dict[str, Entry]:
                               f"{entries[name].plugin!r}", PluginLoadWarning, stacklevel=2)
             entries[name] = Entry(name, loader, _plugin, description, takes_argument, extras)
 
+        before = dict(entries)
         try:
             impl.function(register=register)
-        except Exception as exc:
-            _warn(plugin_name, exc)
+        except Exception as exc:  # drop what this hook registered before it raised: all or nothing
+            entries.clear()
+            entries.update(before)
+            _warn(plugin_name, exc, hook_name)
     return entries
 
 
@@ -155,11 +171,15 @@ def resolve(kind: str, spec: str) -> tuple[Entry, str | None]:
 
 
 def plugin_versions() -> list[tuple[str, str]]:
-    """(plugin name, version) for every registered plugin."""
+    """(plugin name, version) for every plugin that loaded and whose hooks ran; the others are in
+    ``load_errors`` (``winoeval plugins`` shows them as FAILED with the reason)."""
     from . import __version__
 
     pm = get_plugin_manager()
-    return [(name, _versions.get(name, f"{__version__} (built-in)")) for name, _ in pm.list_name_plugin()]
+    models()
+    tasks()  # run every hook: a plugin whose hook raises is a failed plugin, not a loaded one
+    return [(name, _versions.get(name, f"{__version__} (built-in)")) for name, _ in pm.list_name_plugin()
+            if name not in load_errors]
 
 
 def reset() -> None:
