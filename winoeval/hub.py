@@ -15,11 +15,9 @@ import sys
 from functools import lru_cache
 from urllib.parse import urlparse
 
+from .errors import HubUnavailableError  # noqa: F401  (raised here; its home is the leaf module errors)
+
 TRUE = {"1", "true", "yes", "on"}
-
-
-class HubUnavailableError(RuntimeError):
-    """Weights or data could not be had from the hub or its local cache. The message says what to do."""
 
 
 def offline_requested() -> bool:

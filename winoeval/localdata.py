@@ -14,7 +14,7 @@ Three layouts are recognised, in this order:
    is named, all files form the one split. A single ``.parquet`` file may be given directly too.
 
 Hub-library offline mode is switched on while loading (and restored afterwards), so a local read
-can never stall on network retries. Every failure is one :class:`winoeval.hub.HubUnavailableError`
+can never stall on network retries. Every failure is one :class:`winoeval.errors.HubUnavailableError`
 that names the path, the split and the layouts expected.
 """
 
@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .hub import HubUnavailableError
+from .errors import HubUnavailableError
 
 KNOWN_SPLITS = frozenset({"train", "test", "validation", "valid", "val", "dev", "eval"})
 _DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".arrow", ".txt", ".png", ".jpg", ".jpeg", ".zip")
