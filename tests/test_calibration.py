@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from winoeval import calibration as cal
+from winoeval.compare import calibrate_command
 
 
 def test_ece_hand_case():
@@ -109,7 +110,7 @@ def _write(tmp_path, records, task="fake-cls", metric="classification"):
 def test_calibrate_command(tmp_path):
     path = _write(tmp_path, synthetic_records(n=400))
     out_json = tmp_path / "cal.json"
-    result = CliRunner().invoke(cal.calibrate_command, [str(path), "--json", str(out_json)])
+    result = CliRunner().invoke(calibrate_command, [str(path), "--json", str(out_json)])
     assert result.exit_code == 0, result.output
     assert "| m |" in result.output and "ECE" in result.output
     (payload,) = json.loads(out_json.read_text())
@@ -120,7 +121,7 @@ def test_calibrate_command_refuses_winoground(tmp_path):
     rec = {"id": "0", "scores": [[1.0, 0.0], [0.0, 1.0]], "label": None,
            "verdicts": {"text": True, "image": True, "group": True}}
     path = _write(tmp_path, [rec], task="toy-winoground", metric="winoground")
-    result = CliRunner().invoke(cal.calibrate_command, [str(path)])
+    result = CliRunner().invoke(calibrate_command, [str(path)])
     assert result.exit_code != 0 and "classification" in result.output
 
 

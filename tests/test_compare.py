@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from winoeval.compare import compare_command, paired_bootstrap_binary
+from winoeval.comparison import paired_bootstrap_binary
+from winoeval.compare import compare_command
 from winoeval.metrics import winoground_verdicts
 
 # Score matrices (rows = images, cols = captions) with known verdicts.
@@ -277,7 +278,8 @@ def test_all_pairs_and_duplicate_names(two_runs, tmp_path):
 
 def test_light_imports():
     """``winoeval --help`` imports these modules: nothing heavy at module level."""
-    code = ("import sys, winoeval.compare, winoeval.calibration, winoeval.report; "
+    code = ("import sys, winoeval.compare, winoeval.calibration, winoeval.report, winoeval.html_report, "
+            "winoeval.plot, winoeval.comparison, winoeval.results; "
             "print(sorted(m for m in ('numpy', 'scipy', 'matplotlib', 'PIL', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -322,3 +324,20 @@ def test_end_to_end_real_runs(tmp_path, task, models):
             assert src.startswith("data:image/png;base64,")
             assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_modules_are_layered():
+    """Loading at the bottom, statistics above it, rendering above those, the commands on top."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_import_graph", Path(__file__).with_name("test_import_graph.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    graph = module.import_graph()
+    layers = [{"winoeval.results"}, {"winoeval.comparison", "winoeval.calibration"},
+              {"winoeval.report", "winoeval.plot", "winoeval.html_report"}, {"winoeval.compare"}]
+    for k, layer in enumerate(layers):
+        above = set().union(*layers[k + 1:])
+        for module in layer:
+            assert not graph[module] & above, f"{module} imports {sorted(graph[module] & above)} from a layer above"
+    assert not any("winoeval.compare" in deps for m, deps in graph.items() if m != "winoeval.cli")

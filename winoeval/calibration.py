@@ -9,19 +9,16 @@ Pruned candidates (null scores in the samples file) count as −inf: probability
 An example whose true class was pruned has p(true) = 0 whatever τ is: it is left out of the fit and
 of the NLL (and counted); it still counts in the ECE, where only the confidence matters.
 
-Only click and the standard library are imported at module level (``winoeval --help`` imports this
-module); numpy and scipy are imported inside the functions.
+Statistics only: :mod:`winoeval.report` renders a report as markdown and :mod:`winoeval.compare` holds
+the ``winoeval calibrate`` command. Only the standard library is imported at module level; numpy and
+scipy are imported inside the functions.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
-
-import click
 
 N_BINS = 15
 
@@ -249,56 +246,3 @@ def calibrate(records: Sequence[dict], fit_fraction: float = 0.5, seed: int = 0,
         nll_fit_after=nll(scores[fit_ok], labels[fit_ok], tau) if fitted else nan,
         true_pruned_fit=int(len(fit_idx) - len(fit_ok)), true_pruned_eval=int(len(eval_idx) - len(eval_ok)),
         single_candidate=single, notes=notes)
-
-
-def markdown(reports: Sequence[tuple[str, CalibrationReport]]) -> str:
-    """A markdown table of calibration reports, one row per run."""
-
-    def f(v: float) -> str:
-        return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
-
-    lines = ["| model | τ | n fit / held out | held-out accuracy | ECE τ=1 | ECE τ fitted | NLL τ=1 "
-             "| NLL τ fitted |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, r in reports:
-        tau = ("—" if math.isnan(r.tau) else f"{r.tau:.4g}") + (" (unbounded, see note)" if r.at_bound else "")
-        lines.append(f"| {name} | {tau} | {r.n_fit} / {r.n_eval} | {100 * r.accuracy_eval:.1f} | "
-                     f"{f(r.ece_before)} | {f(r.ece_after)} | {f(r.nll_before)} | {f(r.nll_after)} |")
-    notes = [f"- {name}: {n}" for name, r in reports for n in r.notes]
-    if notes:
-        lines += ["", *notes]
-    lines += ["", f"p = softmax(score / τ); τ fitted on a seeded part of the examples (NLL over log τ), "
-                  f"ECE ({reports[0][1].n_bins if reports else N_BINS} equal-width bins) and NLL on the other part."]
-    return "\n".join(lines)
-
-
-@click.command(name="calibrate")
-@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--fit-fraction", default=0.5, show_default=True, type=float,
-              help="Part of the examples the temperature is fitted on; the rest is held out.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fit/held-out split.")
-@click.option("--bins", "n_bins", default=N_BINS, show_default=True, type=int, help="ECE bins (equal width).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the reports as JSON.")
-def calibrate_command(results, fit_fraction, seed, n_bins, json_path) -> None:
-    """Fit the softmax temperature τ of classification runs (p = softmax(score/τ)).
-
-    RESULTS are results_<stamp>.json files of runs made with --log-samples. Prints τ, and the
-    expected calibration error and NLL before (τ = 1) and after, on held-out examples.
-    """
-    from .compare import CompareError, _unique_labels, load_run
-
-    reports = []
-    try:
-        runs = [load_run(path) for path in results]
-        _unique_labels(runs)
-        for run in runs:
-            if run.metric != "classification":
-                raise CalibrationError(f"{run.path} is a {run.metric} run ({run.task}): calibration needs a "
-                                       f"classification run")
-            reports.append((run.label, run.path, calibrate(list(run.records.values()), fit_fraction, seed, n_bins)))
-    except (CompareError, CalibrationError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(markdown([(name, rep) for name, _, rep in reports]))
-    if json_path:
-        payload = [{"model": name, "results": str(path), **rep.to_dict()} for name, path, rep in reports]
-        Path(json_path).write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        click.echo(f"wrote {json_path}", err=True)

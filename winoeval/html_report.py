@@ -1,13 +1,23 @@
 """The self-contained HTML report of ``winoeval compare --html``.
 
-One file, no network: images are small PNG thumbnails in base64 data URIs, the style and the filter
-are inline. Every example is one ``<section class="example" data-id="...">`` block holding its images,
-its captions (Winoground) or true label (classification), and each model's scores and verdicts. A
-select box shows only the examples where the models disagree (on any verdict, or on one metric), or
-that every model gets wrong or right; a search box filters by id or tag.
+One file, no network: images are embedded as data URIs, the style and the script inline. The page holds
+
+* a compact summary: one row per subset, one column per metric × model, the best value of each
+  metric and subset in bold; the calibration table when ``--calibrate`` was given;
+* for each pair of models, the paired differences per subset and metric with the ids of the examples
+  one model gets right and the other wrong (links to the examples);
+* every example as ``<section class="example" data-id="...">``: its images (shown at their own size up
+  to 256 px, the larger stored copy opens on click), captions (Winoground) or true label
+  (classification), and each model's scores and verdicts; an orange stripe marks the examples where
+  the models disagree.
+
+Without JavaScript every example is shown and the page says that the filter needs JavaScript. With it,
+a select box shows only some examples (the models disagree, on any verdict or on one; every model
+wrong; every model right) and a search box filters by id or tag; the state lives in the URL fragment
+(``report.html#show=disagree``, ``#show=all-wrong&q=relation``), so a link opens a filtered view.
 
 Images come from the task itself (``registry.resolve("task", name)`` with the run's ``data_dir`` or
-``--data-dir``): the samples files hold scores, not pixels.
+``--data-dir``): the samples files hold scores, not pixels. PIL is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -19,32 +29,52 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-THUMBNAIL = 128  # longest side in pixels, before CSS scaling
+from .plot import short_labels
+from .results import BINARY, METRIC_TITLES
+
+DISPLAY = 256  # longest side shown in the page, CSS pixels (smaller images at their own size)
+STORED = 512  # longest side stored (what click-to-enlarge shows); photos as JPEG, small images as PNG
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5em;color:#222;max-width:1200px}
-h1{font-size:1.4em}h2{font-size:1.05em;margin:.2em 0}
-table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:.85em;text-align:right}
-th{background:#f4f4f4}td.l,th.l{text-align:left}
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5em;color:#222;max-width:1300px}
+h1{font-size:1.4em}h2{font-size:1.1em;margin:1.2em 0 .4em}h3{font-size:1em;margin:.2em 0}
+table{border-collapse:collapse;margin:.3em 0}td,th{border:1px solid #ccc;padding:2px 6px;font-size:.85em;
+text-align:right;vertical-align:top}th{background:#f4f4f4}td.l,th.l{text-align:left}
+td.best,b.best{font-weight:700}.ci{color:#666;font-size:.85em}
+.legend{font-size:.85em;color:#444;background:#fafafa;border:1px solid #e4e4e4;padding:.4em .7em;border-radius:4px}
+.legend .stripe{display:inline-block;width:5px;height:1em;background:#e69500;vertical-align:middle}
+.ids a{margin-right:.4em}
 .controls{position:sticky;top:0;background:#fff;padding:.5em 0;border-bottom:1px solid #ddd;z-index:1}
+.nojs{background:#fff7e0;padding:.4em;border-left:4px solid #e69500}
 section.example{border:1px solid #ddd;border-radius:6px;padding:.6em;margin:.8em 0}
 section.example[hidden]{display:none}
-section.example.disagree{border-left:5px solid #e69500}
+section.example.disagree{border-left:6px solid #e69500}
+section.example h3 a{color:inherit;text-decoration:none}
 .row{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
 figure{margin:0;text-align:center;font-size:.8em}
-figure img{width:96px;height:auto;image-rendering:pixelated;border:1px solid #aaa}
+figure img{display:block;max-width:256px;max-height:256px;width:auto;height:auto;border:1px solid #aaa;cursor:zoom-in}
+figure img.small{image-rendering:pixelated}
 .noimg{width:96px;height:96px;display:flex;align-items:center;justify-content:center;background:#eee;color:#777}
 .model{border:1px solid #eee;padding:.3em .5em;border-radius:4px}
-.model h3{font-size:.9em;margin:0 0 .2em 0}
 .ok{color:#137333;font-weight:600}.bad{color:#b3261e;font-weight:600}
-td.best{font-weight:700}.tags{color:#666;font-size:.8em}.captions{margin:.2em 0;font-size:.9em}
+.tags{color:#666;font-size:.8em}.captions{margin:.2em 0;font-size:.95em}
 .note{background:#fff7e0;padding:.4em;border-left:4px solid #e69500}
+#zoom{position:fixed;inset:0;background:rgba(0,0,0,.8);display:flex;align-items:center;justify-content:center;
+z-index:9;cursor:zoom-out}#zoom[hidden]{display:none}#zoom img{background:#fff;image-rendering:auto}
+#zoom img.small{image-rendering:pixelated}
 """
 
 JS = """
 (function(){
   var sel=document.getElementById('show'), q=document.getElementById('q'), count=document.getElementById('count');
   var secs=document.querySelectorAll('section.example');
+  document.getElementById('controls').hidden=false;
+  function state(){
+    var h=location.hash.replace(/^#/,''), out={};
+    h.split('&').forEach(function(kv){var i=kv.indexOf('=');
+      if(i>0){out[kv.slice(0,i)]=decodeURIComponent(kv.slice(i+1).replace(/\\+/g,' '));}});
+    return out;
+  }
   function apply(){
     var v=sel.value, t=q.value.toLowerCase().trim(), n=0;
     for(var i=0;i<secs.length;i++){
@@ -54,29 +84,69 @@ JS = """
     }
     count.textContent=n+' of '+secs.length+' examples shown';
   }
-  sel.addEventListener('change',apply); q.addEventListener('input',apply); apply();
+  function fromHash(){
+    var st=state();
+    if(st.show!==undefined||st.q!==undefined){
+      var known=false;
+      for(var i=0;i<sel.options.length;i++){if(sel.options[i].value===st.show){known=true;}}
+      sel.value=known?st.show:'all'; q.value=st.q||'';
+      apply();
+    } else if(location.hash.indexOf('#ex-')===0){
+      sel.value='all'; q.value=''; apply();
+      var target=document.getElementById(location.hash.slice(1)); if(target){target.scrollIntoView();}
+    } else {apply();}
+  }
+  function toHash(){
+    var parts=['show='+encodeURIComponent(sel.value)];
+    if(q.value.trim()){parts.push('q='+encodeURIComponent(q.value.trim()));}
+    history.replaceState(null,'','#'+parts.join('&'));
+    apply();
+  }
+  sel.addEventListener('change',toHash); q.addEventListener('input',toHash);
+  window.addEventListener('hashchange',fromHash); fromHash();
+  var zoom=document.getElementById('zoom'), big=zoom.querySelector('img');
+  document.addEventListener('click',function(e){
+    var im=e.target;
+    if(im.tagName==='IMG'&&im.closest('figure')){
+      big.src=im.src; big.alt=im.alt; big.className=im.className;
+      var w=im.naturalWidth||1, h=im.naturalHeight||1;
+      var fit=Math.min(0.9*innerWidth/w,0.9*innerHeight/h);
+      var k=(w<DISPLAY&&h<DISPLAY)?Math.min(fit,16):Math.min(fit,1);
+      big.style.width=Math.round(w*k)+'px'; big.style.height='auto';
+      zoom.hidden=false;
+    } else if(e.target===zoom||e.target===big){zoom.hidden=true;}
+  });
+  document.addEventListener('keydown',function(e){if(e.key==='Escape'){zoom.hidden=true;}});
 })();
-"""
+""".replace("DISPLAY", str(DISPLAY))
 
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def thumbnail_uri(image, size: int = THUMBNAIL) -> str:
-    """A PIL image as a PNG data URI, shrunk to at most ``size`` pixels on its longest side."""
+def image_uri(image, size: int = STORED) -> str:
+    """A PIL image as a data URI, shrunk (never enlarged) to at most ``size`` pixels on its longest side:
+    JPEG (quality 88) for photos over 128 px without transparency, PNG otherwise (lossless; small images
+    and drawings)."""
     im = image.copy()
     if im.mode not in ("RGB", "RGBA", "L", "LA", "P"):
         im = im.convert("RGB")
     im.thumbnail((size, size))
     buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    if max(im.size) > 128 and im.mode in ("RGB", "L"):
+        im.save(buf, format="JPEG", quality=88)
+        kind = "jpeg"
+    else:
+        im.save(buf, format="PNG", optimize=True)
+        kind = "png"
+    return f"data:image/{kind};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def load_images(run, ids: Sequence[str], data_dir: str | None = None
-                ) -> tuple[dict[str, list[str]], list[str] | None, str | None]:
-    """Thumbnails (data URIs) of the examples ``ids`` of the run's task, the class names, and a warning.
+                ) -> tuple[dict[str, list[tuple[str, int, int]]], list[str] | None, str | None]:
+    """The images of the examples ``ids`` of the run's task as (data URI, width, height), the class
+    names, and a warning.
 
     Failures never stop the report: what could not be loaded is named in the warning and shown as
     "no image".
@@ -85,7 +155,7 @@ def load_images(run, ids: Sequence[str], data_dir: str | None = None
     from .config import RunConfig
 
     wanted = set(ids)
-    found: dict[str, list[str]] = {}
+    found: dict[str, list[tuple[str, int, int]]] = {}
     class_names = None
     failed: list[str] = []
     cfg = run.config
@@ -101,7 +171,7 @@ def load_images(run, ids: Sequence[str], data_dir: str | None = None
                 continue
             try:
                 images = example.images() if callable(example.images) else example.images
-                found[eid] = [thumbnail_uri(im) for im in images]
+                found[eid] = [(image_uri(im), *im.size) for im in images]
             except Exception as exc:  # one unreadable image must not lose the others
                 failed.append(f"{eid} ({type(exc).__name__}: {exc})")
             if len(found) + len(failed) >= len(wanted):
@@ -124,11 +194,26 @@ def _mark(ok: bool) -> str:
     return '<span class="ok">✓</span>' if ok else '<span class="bad">✗</span>'
 
 
-def _figures(uris: list[str] | None, count: int, names: list[str]) -> str:
+def _pct(v: float | None) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def _anchor(eid: str) -> str:
+    return "ex-" + "".join(c if c.isalnum() or c in "-_." else f"_{ord(c):x}" for c in str(eid))
+
+
+def _figures(images: list | None, count: int, names: list[str]) -> str:
     out = []
     for k in range(count):
-        uri = uris[k] if uris and k < len(uris) else None
-        body = f'<img src="{uri}" alt="{_e(names[k])}">' if uri else '<div class="noimg">no image</div>'
+        item = images[k] if images and k < len(images) else None
+        if item:
+            uri, w, h = item if isinstance(item, (tuple, list)) else (item, None, None)
+            scale = min(1.0, DISPLAY / max(w, h)) if w and h else None
+            size = f' width="{round(w * scale)}" height="{round(h * scale)}"' if scale else ""
+            small = ' class="small"' if w and h and max(w, h) < DISPLAY else ""
+            body = f'<img src="{uri}"{size}{small} alt="{_e(names[k])}" title="click to enlarge">'
+        else:
+            body = '<div class="noimg">no image</div>'
         out.append(f"<figure>{body}<figcaption>{_e(names[k])}</figcaption></figure>")
     return "".join(out)
 
@@ -150,9 +235,8 @@ def _winoground_block(eid: str, runs, images, metrics) -> tuple[str, dict[str, b
              f'<ol class="captions" start="0">' + "".join(f"<li>C{k}: {_e(t)}</li>" for k, t in enumerate(texts))
              + "</ol></div><div class=\"row\">"]
     for run, r in zip(runs, records):
-        S = r["scores"]
         rows = []
-        for i, row in enumerate(S):
+        for i, row in enumerate(r["scores"]):
             finite = [v for v in row if v is not None]
             best = max(finite) if finite else None
             cells = "".join(f'<td class="{"best" if v is not None and v == best else ""}">{_score(v)}</td>'
@@ -167,66 +251,127 @@ def _winoground_block(eid: str, runs, images, metrics) -> tuple[str, dict[str, b
     return "".join(parts), flags
 
 
+def class_name(k: int | None, class_names: list[str] | None) -> str:
+    """A class as the user knows it: its name, with the index only when the name is not just the index."""
+    if k is None:
+        return "—"
+    if class_names and 0 <= int(k) < len(class_names):
+        name = str(class_names[k])
+        return name if name.strip() == str(k) else f"{name} ({k})"
+    return str(k)
+
+
 def _classification_block(eid: str, runs, images, class_names) -> tuple[str, dict[str, bool]]:
     records = [run.records[eid] for run in runs]
-
-    def name(k) -> str:
-        if k is None:
-            return "—"
-        return f"{class_names[k]} ({k})" if class_names and 0 <= int(k) < len(class_names) else str(k)
-
     label = records[0].get("label")
     flags = {"disagree-correct": len({bool(r["verdicts"]["correct"]) for r in records}) > 1,
              "disagree-prediction": len({r["verdicts"].get("prediction") for r in records}) > 1}
     flags["all-wrong"] = all(not r["verdicts"]["correct"] for r in records)
     flags["all-right"] = all(r["verdicts"]["correct"] for r in records)
     parts = [f'<div class="row">{_figures(images.get(eid), 1, ["image"])}'
-             f'<div><b>true label:</b> {_e(name(label))}<div class="row">']
+             f'<div><b>true label:</b> {_e(class_name(label, class_names))}<div class="row">']
     for run, r in zip(runs, records):
         scores = r["scores"][0]
         pred = r["verdicts"].get("prediction")
         true_score = scores[label] if label is not None and 0 <= label < len(scores) else None
         pred_score = scores[pred] if pred is not None and 0 <= pred < len(scores) else None
-        parts.append(f'<div class="model"><h3>{_e(run.label)}</h3>prediction: {_e(name(pred))} '
-                     f'{_mark(r["verdicts"]["correct"])}<br><span class="tags">score {_score(pred_score)}; '
-                     f'true label {_score(true_score)}</span></div>')
+        detail = (f"score {_score(pred_score)}" if pred == label
+                  else f"score {_score(pred_score)}; true label's {_score(true_score)}")
+        parts.append(f'<div class="model"><h3>{_e(run.label)}</h3>predicts {_e(class_name(pred, class_names))} '
+                     f'{_mark(r["verdicts"]["correct"])}<br><span class="tags">{detail}</span></div>')
     parts.append("</div></div></div>")
     return "".join(parts), flags
 
 
-def _summary_tables(comp: dict[str, Any]) -> str:
-    from .compare import BINARY, METRIC_TITLES
-
+def summary_table(comp: dict[str, Any], names: dict[str, str]) -> str:
+    """Rows = subsets, columns = metric × model; the best value of each (subset, metric) in bold."""
     labels = [r["label"] for r in comp["runs"]]
-
-    def pct(v):
-        return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
-    out = ['<table><tr><th class="l">subset</th><th>n</th><th class="l">metric</th>'
-           + "".join(f"<th>{_e(x)}</th>" for x in labels) + "</tr>"]
+    metrics = list(dict.fromkeys(row["metric"] for row in comp["scores"]))
+    by: dict[str, dict[str, dict]] = {}
+    n_of: dict[str, int] = {}
     for row in comp["scores"]:
-        cells = "".join(f"<td>{pct(v['value'])} [{pct(v['ci95'][0])}, {pct(v['ci95'][1])}]</td>"
-                        for v in (row["values"][x] for x in labels))
-        out.append(f'<tr><td class="l">{_e(row["subset"])}</td><td>{row["n"]}</td>'
-                   f'<td class="l">{_e(METRIC_TITLES[row["metric"]])}</td>{cells}</tr>')
-    out.append("</table>")
-    out.append('<h2>Paired differences (B − A, points; bootstrap 95 % CI; exact McNemar p)</h2><table><tr>'
-               '<th class="l">A</th><th class="l">B</th><th class="l">subset</th><th class="l">metric</th><th>Δ</th>'
-               '<th>95 % CI</th><th>p</th><th>A ✓ B ✗</th><th>A ✗ B ✓</th></tr>')
-    for r in comp["pairs"]:
-        if r["subset"] != "all":
-            continue
-        p = "—" if r["mcnemar_p"] is None else f"{r['mcnemar_p']:.4g}"
-        counts = (f'<td>{r["a_only"]}</td><td>{r["b_only"]}</td>' if r["metric"] in BINARY
-                  else "<td>—</td><td>—</td>")
-        out.append(f'<tr><td class="l">{_e(r["a"])}</td><td class="l">{_e(r["b"])}</td><td class="l">all</td>'
-                   f'<td class="l">{_e(METRIC_TITLES[r["metric"]])}</td><td>{100 * r["diff"]:+.1f}</td>'
-                   f'<td>[{100 * r["ci95"][0]:+.1f}, {100 * r["ci95"][1]:+.1f}]</td><td>{p}</td>{counts}</tr>')
+        by.setdefault(row["subset"], {})[row["metric"]] = row
+        n_of[row["subset"]] = row["n"]
+    head1 = "".join(f'<th colspan="{len(labels)}">{_e(METRIC_TITLES[m])}</th>' for m in metrics)
+    head2 = "".join(f'<th title="{_e(x)}">{_e(names[x])}</th>' for _ in metrics for x in labels)
+    out = [f'<table class="summary"><tr><th class="l" rowspan="2">subset</th><th rowspan="2">n</th>{head1}</tr>'
+           f"<tr>{head2}</tr>"]
+    for subset, rows in by.items():
+        cells = []
+        for m in metrics:
+            values = rows[m]["values"]
+            finite = [v["value"] for v in values.values() if v["value"] is not None and not math.isnan(v["value"])]
+            best = max(finite) if finite and len(labels) > 1 else None
+            for x in labels:
+                v = values[x]
+                cls = ' class="best"' if best is not None and v["value"] == best else ""
+                cells.append(f'<td{cls}>{_pct(v["value"])}<br><span class="ci">[{_pct(v["ci95"][0])}, '
+                             f'{_pct(v["ci95"][1])}]</span></td>')
+        out.append(f'<tr><td class="l">{_e(subset)}</td><td>{n_of[subset]}</td>{"".join(cells)}</tr>')
     out.append("</table>")
     return "".join(out)
 
 
-def render_html(comp: dict[str, Any], runs, ids: Sequence[str], images: dict[str, list[str]],
+def _id_links(ids: Sequence[str]) -> str:
+    if not ids:
+        return "—"
+    return "".join(f'<a href="#{_anchor(i)}">{_e(i)}</a>' for i in ids)
+
+
+def pairs_tables(comp: dict[str, Any], names: dict[str, str]) -> str:
+    """One table per pair of models: Δ = B − A per subset and metric, CI, McNemar p, discordant ids."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in comp["pairs"]:
+        groups.setdefault((row["a"], row["b"]), []).append(row)
+    boot = comp["bootstrap"]
+    out = []
+    for (a, b), rows in groups.items():
+        A, B = _e(names[a]), _e(names[b])
+        out.append(f'<h3>{B} − {A}</h3><table class="pairs"><tr><th class="l">subset</th><th>n</th>'
+                   f'<th class="l">metric</th><th>Δ (points)</th><th>95 % CI</th><th>McNemar p</th>'
+                   f'<th class="l">{A} ✓ {B} ✗</th><th class="l">{A} ✗ {B} ✓</th></tr>')
+        for r in rows:
+            p = "—" if r["mcnemar_p"] is None else (f"{r['mcnemar_p']:.4f}" if r["mcnemar_p"] >= 1e-4
+                                                    else f"{r['mcnemar_p']:.1e}")
+            if r["metric"] in BINARY:
+                ids = (f'<td class="l ids">{r["a_only"]}: {_id_links(r["a_only_ids"])}</td>'
+                       f'<td class="l ids">{r["b_only"]}: {_id_links(r["b_only_ids"])}</td>')
+            else:
+                ids = '<td class="l">—</td><td class="l">—</td>'
+            out.append(f'<tr><td class="l">{_e(r["subset"])}</td><td>{r["n"]}</td>'
+                       f'<td class="l">{_e(METRIC_TITLES[r["metric"]])}</td><td>{100 * r["diff"]:+.1f}</td>'
+                       f'<td>[{100 * r["ci95"][0]:+.1f}, {100 * r["ci95"][1]:+.1f}]</td><td>{p}</td>{ids}</tr>')
+        out.append("</table>")
+    out.append(f'<p class="legend">Δ = B − A in percentage points on the same examples; 95 % interval from '
+               f'{boot["resamples"]:,} paired bootstrap resamples (seed {boot["seed"]}); exact McNemar p on the '
+               f'discordant examples, per row, not corrected for multiple comparisons. The ids link to the '
+               f'examples below.</p>')
+    return "".join(out)
+
+
+def calibration_table(calibration: dict[str, dict]) -> str:
+    def f(v):
+        return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+    out = ['<table class="calibration"><tr><th class="l">model</th><th>τ</th><th>n fit / held out</th>'
+           '<th>held-out accuracy</th><th>ECE τ=1</th><th>ECE τ fitted</th><th>NLL τ=1</th><th>NLL τ fitted</th></tr>']
+    notes = []
+    for name, r in calibration.items():
+        tau = "—" if r.get("tau") is None else f"{r['tau']:.4g}"
+        if r.get("at_bound"):
+            tau += " (unbounded)"
+        out.append(f'<tr><td class="l">{_e(name)}</td><td>{tau}</td><td>{r["n_fit"]} / {r["n_eval"]}</td>'
+                   f'<td>{_pct(r["accuracy_eval"])}</td><td>{f(r["ece_before"])}</td><td>{f(r["ece_after"])}</td>'
+                   f'<td>{f(r["nll_before"])}</td><td>{f(r["nll_after"])}</td></tr>')
+        notes += [f"{name}: {n}" for n in r.get("notes", [])]
+    out.append("</table>")
+    out += [f'<p class="note">{_e(n)}</p>' for n in notes]
+    out.append('<p class="legend">p = softmax(score / τ); τ fitted on a seeded half of the shared examples '
+               '(NLL over log τ); expected calibration error (equal-width bins) and NLL on the other half.</p>')
+    return "".join(out)
+
+
+def render_html(comp: dict[str, Any], runs, ids: Sequence[str], images: dict[str, list],
                 class_names: list[str] | None = None) -> str:
     """The report as one HTML string."""
     winoground = comp["metric"] == "winoground"
@@ -239,6 +384,7 @@ def render_html(comp: dict[str, Any], runs, ids: Sequence[str], images: dict[str
         options = [("all", "all examples"), ("disagree", "models disagree (right vs wrong)"),
                    ("disagree-prediction", "models predict different classes"),
                    ("all-wrong", "every model wrong"), ("all-right", "every model right")]
+    names = short_labels([r["label"] for r in comp["runs"]])
     sections = []
     n_disagree = 0
     for eid in ids:
@@ -254,27 +400,51 @@ def render_html(comp: dict[str, Any], runs, ids: Sequence[str], images: dict[str
         tags = _tags(meta)
         attrs = " ".join(f'data-{k}="{int(v)}"' for k, v in flags.items())
         search = f"{eid} {tags}".lower()
-        sections.append(f'<section class="example{" disagree" if flags["disagree"] else ""}" data-id="{_e(eid)}" '
-                        f'{attrs} data-search="{_e(search)}"><h2>{_e(eid)}</h2>'
+        sections.append(f'<section id="{_anchor(eid)}" class="example{" disagree" if flags["disagree"] else ""}" '
+                        f'data-id="{_e(eid)}" {attrs} data-search="{_e(search)}">'
+                        f'<h3><a href="#{_anchor(eid)}">{_e(eid)}</a></h3>'
                         + (f'<div class="tags">{_e(tags)}</div>' if tags else "") + body + "</section>")
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in comp.get("notes", []))
-    runs_list = "".join(f"<li>{_e(r['label'])}: <code>{_e(r['results'])}</code></li>" for r in comp["runs"])
+    runs_list = "".join(f"<li><b>{_e(names[r['label']])}</b>"
+                        + (f" ({_e(r['label'])})" if names[r["label"]] != r["label"] else "")
+                        + f": <code>{_e(r['results'])}</code></li>" for r in comp["runs"])
     select = "".join(f'<option value="{v}">{_e(t)}</option>' for v, t in options)
+    score_legend = ("each row of a model's 2×2 table is one image; its score for each caption (higher = better "
+                    "match); <b class=\"best\">bold</b>: the caption that model prefers for that image"
+                    if winoground else "the score of the predicted class (higher = better match), and the true "
+                    "label's score when the prediction is wrong")
+    legend = (f'<p class="legend"><b class="best">Bold</b> in the summary: the best model for that subset and metric '
+              f'(every one tied for best). Per example: {score_legend}. <span class="stripe"></span> Orange stripe '
+              f'on the left: the models disagree on this example (on any verdict{"" if winoground else ": one right, one wrong"}). '
+              f'Click an image to enlarge it; the filter state is in the address (e.g. <code>#show=disagree</code>), '
+              f'so a link opens the same view.</p>')
+    calibration = ""
+    if comp.get("calibration"):
+        calibration = "<h2>Calibration</h2>" + calibration_table(comp["calibration"])
+    same = comp.get("same_as_all") or []
+    same_note = (f'<p class="legend">Not shown: {_e(", ".join(same))} (the same examples as <i>all</i>).</p>'
+                 if same else "")
     title = f"winoeval compare: {comp['task']}"
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"
             f"<p>{comp['n_shared']} shared examples; the models disagree on {n_disagree}.</p><ul>{runs_list}</ul>"
-            f"{notes}{_summary_tables(comp)}"
-            f'<div class="controls"><label>show <select id="show">{select}</select></label> '
+            f"{notes}<h2>Summary</h2><p>Scores in % with 95 % intervals (Wilson; bootstrap for mean per-class).</p>"
+            f"{summary_table(comp, names)}{same_note}{calibration}"
+            f"<h2>Paired differences</h2>{pairs_tables(comp, names)}"
+            f"<h2>Examples</h2>{legend}"
+            f'<noscript><p class="nojs">Every example is shown: the filter needs JavaScript.</p></noscript>'
+            f'<div class="controls" id="controls" hidden><label>show <select id="show">{select}</select></label> '
             f'<label>filter <input id="q" type="search" placeholder="id or tag"></label> '
             f'<span id="count"></span></div>'
             + "\n".join(sections)
+            + '<div id="zoom" hidden><img alt=""></div>'
             + f"<script>{JS}</script></body></html>\n")
 
 
 def write_html(path: str | Path, comp: dict[str, Any], runs, ids: Sequence[str],
-               images: dict[str, list[str]] | None = None, class_names: list[str] | None = None) -> None:
+               images: dict[str, list] | None = None, class_names: list[str] | None = None) -> None:
     Path(path).write_text(render_html(comp, runs, ids, images or {}, class_names), encoding="utf-8")
 
 
-__all__ = ["load_images", "render_html", "thumbnail_uri", "write_html"]
+__all__ = ["image_uri", "load_images", "render_html", "write_html"]

@@ -1,0 +1,144 @@
+"""Text renderings of a comparison: the markdown tables ``winoeval compare`` prints, the calibration
+table, the per-example CSV and strict JSON.
+
+Rendering only: the numbers come from :mod:`winoeval.comparison` and :mod:`winoeval.calibration`
+(what is rendered), the examples from :mod:`winoeval.results`. Standard library only at module level.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from .calibration import N_BINS, CalibrationReport
+from .results import BINARY, METRIC_TITLES, Run, fmt_ids
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def _pp(v: float) -> str:
+    """A difference in percentage points, signed; no "-0.0"."""
+    text = f"{100 * v:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
+
+
+def _p(v: float | None) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.4f}" if v >= 1e-4 else f"{v:.1e}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_report(comp: dict[str, Any]) -> str:
+    """The comparison as markdown: scores side by side, then one table of paired differences per pair."""
+    labels = [r["label"] for r in comp["runs"]]
+    lines = [f"## {comp['task']}: {len(labels)} runs on {comp['n_shared']} shared examples", ""]
+    for r in comp["runs"]:
+        lines.append(f"- {_cell(r['label'])}: {r['results']}")
+    for note in comp["notes"]:
+        lines += ["", f"> note: {note}"]
+    if comp.get("same_as_all"):
+        lines += ["", f"> note: {', '.join(comp['same_as_all'])}: every example; not shown apart from `all`"]
+    lines += ["", "Scores in % with 95 % intervals (Wilson; bootstrap for mean per-class):", "",
+              "| subset | n | metric | " + " | ".join(_cell(x) for x in labels) + " |",
+              "|---|---:|---|" + "---:|" * len(labels)]
+    for row in comp["scores"]:
+        cells = [f"{_pct(v['value'])} [{_pct(v['ci95'][0])}, {_pct(v['ci95'][1])}]"
+                 for v in (row["values"][x] for x in labels)]
+        lines.append(f"| {_cell(row['subset'])} | {row['n']} | {METRIC_TITLES[row['metric']]} | "
+                     + " | ".join(cells) + " |")
+    pairs: dict[tuple[str, str], list[dict]] = {}
+    for row in comp["pairs"]:
+        pairs.setdefault((row["a"], row["b"]), []).append(row)
+    boot = comp["bootstrap"]
+    for (a, b), rows in pairs.items():
+        A, B = _cell(a), _cell(b)
+        lines += ["", f"Paired: {B} − {A}, in percentage points; 95 % CI from {boot['resamples']:,} paired "
+                      f"bootstrap resamples (seed {boot['seed']}); exact McNemar p on the discordant examples "
+                      f"(per row, not corrected for multiple comparisons):", "",
+                  f"| subset | n | metric | Δ | 95 % CI | McNemar p | {A} ✓ {B} ✗ | {A} ✗ {B} ✓ | "
+                  f"ids {A} ✓ {B} ✗ | ids {A} ✗ {B} ✓ |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|---|---|"]
+        for r in rows:
+            binary = r["metric"] in BINARY
+            lines.append(
+                f"| {_cell(r['subset'])} | {r['n']} | {METRIC_TITLES[r['metric']]} | {_pp(r['diff'])} | "
+                f"[{_pp(r['ci95'][0])}, {_pp(r['ci95'][1])}] | {_p(r['mcnemar_p'])} | "
+                + (f"{r['a_only']} | {r['b_only']} | {_cell(fmt_ids(r['a_only_ids']))} | "
+                   f"{_cell(fmt_ids(r['b_only_ids']))} |" if binary else "— | — | — | — |"))
+    return "\n".join(lines)
+
+
+def write_csv(path: str | Path, runs: Sequence[Run], ids: Sequence[str]) -> int:
+    """One row per shared example × model: id, model, tags, verdicts, scores. Returns the row count."""
+    metric = runs[0].metric
+    keys: list[str] = []
+    for run in runs:
+        keys += [k for k in run.breakdowns if k not in keys]
+    if metric == "winoground":
+        fields = ["id", "model", *keys, "text", "image", "group", "s00", "s01", "s10", "s11", "caption_0",
+                  "caption_1", "n_evals", "results"]
+    else:
+        fields = ["id", "model", *keys, "label", "prediction", "correct", "scores", "n_evals", "results"]
+    rows = 0
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for eid in ids:
+            for run in runs:
+                r = run.records[eid]
+                row: dict[str, Any] = {"id": eid, "model": run.label, "n_evals": r.get("n_evals"),
+                                       "results": run.path.name}
+                for k in keys:
+                    v = r.get("meta", {}).get(k)
+                    row[k] = ";".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+                v = r["verdicts"]
+                if metric == "winoground":
+                    (s00, s01), (s10, s11) = r["scores"]
+                    texts = r.get("texts") or [None, None]
+                    row.update(text=int(v["text"]), image=int(v["image"]), group=int(v["group"]), s00=s00,
+                               s01=s01, s10=s10, s11=s11, caption_0=texts[0], caption_1=texts[1])
+                else:
+                    row.update(label=r.get("label"), prediction=v.get("prediction"), correct=int(v["correct"]),
+                               scores=json.dumps(r["scores"][0]))
+                writer.writerow(row)
+                rows += 1
+    return rows
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become None (strict JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def calibration_markdown(reports: Sequence[tuple[str, CalibrationReport]]) -> str:
+    """A markdown table of calibration reports, one row per run."""
+
+    def f(v: float) -> str:
+        return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+    lines = ["| model | τ | n fit / held out | held-out accuracy | ECE τ=1 | ECE τ fitted | NLL τ=1 "
+             "| NLL τ fitted |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in reports:
+        tau = ("—" if math.isnan(r.tau) else f"{r.tau:.4g}") + (" (unbounded, see note)" if r.at_bound else "")
+        lines.append(f"| {name} | {tau} | {r.n_fit} / {r.n_eval} | {100 * r.accuracy_eval:.1f} | "
+                     f"{f(r.ece_before)} | {f(r.ece_after)} | {f(r.nll_before)} | {f(r.nll_after)} |")
+    notes = [f"- {name}: {n}" for name, r in reports for n in r.notes]
+    if notes:
+        lines += ["", *notes]
+    lines += ["", f"p = softmax(score / τ); τ fitted on a seeded part of the examples (NLL over log τ), "
+                  f"ECE ({reports[0][1].n_bins if reports else N_BINS} equal-width bins) and NLL on the other part."]
+    return "\n".join(lines)

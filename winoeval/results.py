@@ -1,0 +1,204 @@
+"""Finished runs as data: a results file with its per-example samples file, and which runs can be compared.
+
+The bottom layer of ``winoeval compare`` / ``winoeval calibrate``: the statistics
+(:mod:`winoeval.comparison`, :mod:`winoeval.calibration`) work on what this module loads, the renderers
+(:mod:`winoeval.report`, :mod:`winoeval.html_report`, :mod:`winoeval.plot`) on what the statistics return,
+and the commands (:mod:`winoeval.compare`) sit on top. No module here imports one above it.
+
+Only click and the standard library are imported at module level.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+WINOGROUND_METRICS = ("text", "image", "group")
+CLASSIFICATION_METRICS = ("accuracy", "mean_per_class")
+METRIC_TITLES = {"text": "text", "image": "image", "group": "group", "accuracy": "accuracy",
+                 "mean_per_class": "mean per-class"}
+BINARY = {"text", "image", "group", "accuracy"}
+ID_LIMIT = 5  # ids shown per table cell; CSV and JSON hold them all
+
+
+class CompareError(ValueError):
+    """Runs that cannot be compared, or a run that cannot be read; the message says what to do."""
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+@dataclass
+class Run:
+    """One finished run: its results file, and its per-example records keyed by id (scored ones only)."""
+
+    path: Path
+    samples_path: Path
+    results: dict[str, Any]
+    records: dict[str, dict]
+    skipped: list[str] = field(default_factory=list)
+    label: str = ""
+
+    @property
+    def task(self) -> str:
+        return self.results["task"]["name"]
+
+    @property
+    def task_metrics(self) -> dict[str, Any]:
+        res = self.results.get("results", {})
+        return res.get(self.task) or (next(iter(res.values())) if res else {})
+
+    @property
+    def metric(self) -> str:
+        return self.task_metrics.get("metric") or _guess_metric(self.records)
+
+    @property
+    def breakdowns(self) -> list[str]:
+        return list(self.task_metrics.get("by", {}))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.results.get("config", {})
+
+
+def _guess_metric(records: dict[str, dict]) -> str:
+    for r in records.values():
+        return "classification" if "correct" in r.get("verdicts", {}) else "winoground"
+    return "winoground"
+
+
+def samples_path_for(results_path: Path) -> Path:
+    name = results_path.name
+    if not (name.startswith("results_") and name.endswith(".json")):
+        raise CompareError(f"{results_path}: expected a results_<stamp>.json file written by `winoeval run`")
+    return results_path.with_name("samples_" + name[len("results_"):-len(".json")] + ".jsonl")
+
+
+def _pick_results(path: Path) -> Path:
+    if not path.is_dir():
+        return path
+    found = sorted(path.glob("results_*.json"))
+    if not found:
+        raise CompareError(f"{path}: no results_<stamp>.json in this directory")
+    if len(found) > 1:
+        click.echo(f"note: {path} holds {len(found)} results files; using the newest, {found[-1].name}", err=True)
+    return found[-1]
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a results file and its samples file; a run without ``--log-samples`` is an error that says
+    to rerun with it."""
+    results_path = _pick_results(Path(path))
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CompareError(f"{results_path}: cannot read the results file ({exc})") from None
+    if not isinstance(results, dict) or "task" not in results or "model" not in results:
+        raise CompareError(f"{results_path}: not a winoeval results file (no 'task'/'model')")
+    samples = samples_path_for(results_path)
+    if not samples.exists():
+        if results.get("config", {}).get("log_samples"):
+            raise CompareError(f"{results_path}: its per-example samples file {samples.name} is missing (moved or "
+                               f"deleted?); put it back next to the results file, or rerun with --log-samples")
+        raise CompareError(
+            f"{results_path}: no per-example samples file ({samples.name}) next to it: the run was made "
+            f"without --log-samples. Rerun the same `winoeval run` command with --log-samples (finished "
+            f"examples come from the cache, so it is quick) and pass the new results file instead.")
+    records: dict[str, dict] = {}
+    skipped: list[str] = []
+    with open(samples, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CompareError(f"{samples}:{n}: not valid JSON ({exc.msg})") from None
+            eid = str(record["id"])
+            if "skipped" in record:
+                skipped.append(eid)
+                records.pop(eid, None)
+            else:
+                records[eid] = record
+    return Run(results_path, samples, results, records, skipped, label=str(results["model"]["name"]))
+
+
+def unique_labels(runs: Sequence[Run], labels: Sequence[str] = ()) -> None:
+    if labels:
+        if len(labels) != len(runs):
+            raise CompareError(f"--label was given {len(labels)} time(s) for {len(runs)} runs: give one per run")
+        for run, label in zip(runs, labels):
+            run.label = label
+    seen: dict[str, int] = {}
+    for run in runs:
+        base = run.label
+        seen[base] = seen.get(base, 0) + 1
+        if seen[base] > 1:
+            run.label = f"{base} #{seen[base]}"
+
+
+# ------------------------------------------------------------------------------------- compatibility
+
+@dataclass
+class Shared:
+    ids: list[str]
+    notes: list[str]
+
+
+def fmt_ids(ids: Sequence[str], limit: int = ID_LIMIT) -> str:
+    if not ids:
+        return "—"
+    shown = ", ".join(ids[:limit])
+    return shown + (f" … (+{len(ids) - limit})" if len(ids) > limit else "")
+
+
+def check_runs(runs: Sequence[Run], strict: bool = False) -> Shared:
+    """Same task (and subset) and metric, or an error; the examples scored in every run, with notes."""
+    if len(runs) < 2:
+        raise CompareError("compare needs at least two results files")
+    tasks = {run.task for run in runs}
+    if len(tasks) > 1:
+        listing = "; ".join(f"{run.path.name} ({run.label}) is on {run.task!r}" for run in runs)
+        raise CompareError(f"cannot compare runs on different tasks or subsets: {listing}. Paired tests need "
+                           f"the same examples: compare runs of one task (name and ':subset' alike).")
+    metrics = {run.metric for run in runs}
+    if len(metrics) > 1:
+        raise CompareError(f"runs of task {runs[0].task!r} use different metrics ({', '.join(sorted(metrics))})")
+    notes = []
+    for key in ("task_args", "data_dir"):
+        values = {json.dumps(run.config.get(key), sort_keys=True) for run in runs}
+        if len(values) > 1:
+            notes.append(f"the runs differ in {key} ({', '.join(sorted(values))}): check that they saw the same data")
+    first = runs[0]
+    in_all = set(first.records)
+    for run in runs[1:]:
+        in_all &= set(run.records)
+    ids = [i for i in first.records if i in in_all]
+    differ = []
+    for run in runs:
+        extra = [i for i in run.records if i not in in_all]
+        if extra:
+            differ.append(f"{run.label} has {len(extra)} scored example(s) not scored in every run ({fmt_ids(extra)})")
+        if run.skipped:
+            differ.append(f"{run.label} skipped {len(run.skipped)} example(s) ({fmt_ids(run.skipped)})")
+    if differ:
+        if strict:
+            raise CompareError("the runs' example sets differ (--strict): " + "; ".join(differ)
+                               + f". Without --strict only the {len(ids)} shared example(s) are compared.")
+        notes.append(f"the example sets differ: comparing only the {len(ids)} example(s) scored in every run; "
+                     + "; ".join(differ))
+    if not ids:
+        raise CompareError("the runs share no scored example: nothing to compare")
+    for run in runs[1:]:
+        labels = [i for i in ids if run.records[i].get("label") != first.records[i].get("label")]
+        if labels:
+            raise CompareError(f"{run.label} and {first.label} give {len(labels)} shared example(s) different true "
+                               f"labels ({fmt_ids(labels)}): the runs did not see the same data")
+        texts = [i for i in ids if run.records[i].get("texts") != first.records[i].get("texts")]
+        if texts:
+            notes.append(f"{run.label} and {first.label} have different captions for {len(texts)} example(s) "
+                         f"({fmt_ids(texts)})")
+    return Shared(ids, notes)
