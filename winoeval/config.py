@@ -9,6 +9,8 @@ from typing import Any
 TIMESTEP_MODES = ("even", "uniform", "stratified")
 LOSSES = ("l2", "l1", "huber")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+VARIANCES = ("stratified", "iid")
+NOISES = ("per-example", "shared")
 
 
 class ConfigError(ValueError):
@@ -32,6 +34,8 @@ class ScorerConfig:
     chunk: int = 5
     min_samples: int = 10
     compile: bool = False  # torch.compile the model's predict_noise
+    variance: str = "stratified"  # early stop's standard error: along t (stratified) or i.i.d. (the old rule)
+    noise: str = "per-example"  # (t, ε) from (seed, example id), or "shared": one plan for every example
 
     def __post_init__(self) -> None:
         self.n_samples = tuple(int(n) for n in self.n_samples)
@@ -52,6 +56,10 @@ class ScorerConfig:
             raise ConfigError(f"unknown --timesteps {self.timesteps!r}; choose from {', '.join(TIMESTEP_MODES)}")
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown --loss {self.loss!r}; choose from {', '.join(LOSSES)}")
+        if self.variance not in VARIANCES:
+            raise ConfigError(f"unknown --early-variance {self.variance!r}; choose from {', '.join(VARIANCES)}")
+        if self.noise not in NOISES:
+            raise ConfigError(f"unknown --noise {self.noise!r}; choose from {', '.join(NOISES)}")
         if self.early_stop:
             if len(self.n_samples) > 1 or self.to_keep:
                 raise ConfigError("--early-stop replaces pruning stages: give one --n-samples budget and no --to-keep")
