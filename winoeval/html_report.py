@@ -40,7 +40,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5em;color:
 h1{font-size:1.4em}h2{font-size:1.1em;margin:1.2em 0 .4em}h3{font-size:1em;margin:.2em 0}
 table{border-collapse:collapse;margin:.3em 0}td,th{border:1px solid #ccc;padding:2px 6px;font-size:.85em;
 text-align:right;vertical-align:top}th{background:#f4f4f4}td.l,th.l{text-align:left}
-td.best,b.best{font-weight:700}.ci{color:#666;font-size:.85em}
+td.best,b.best{font-weight:700}.ci{color:#666;font-size:.85em;font-weight:400}
 .legend{font-size:.85em;color:#444;background:#fafafa;border:1px solid #e4e4e4;padding:.4em .7em;border-radius:4px}
 .legend .stripe{display:inline-block;width:5px;height:1em;background:#e69500;vertical-align:middle}
 .ids a{margin-right:.4em}
@@ -198,6 +198,12 @@ def _pct(v: float | None) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
 
+def _pp(v: float) -> str:
+    """A difference in percentage points, signed; no "-0.0"."""
+    text = f"{100 * v:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
+
+
 def _anchor(eid: str) -> str:
     return "ex-" + "".join(c if c.isalnum() or c in "-_." else f"_{ord(c):x}" for c in str(eid))
 
@@ -339,8 +345,8 @@ def pairs_tables(comp: dict[str, Any], names: dict[str, str]) -> str:
             else:
                 ids = '<td class="l">—</td><td class="l">—</td>'
             out.append(f'<tr><td class="l">{_e(r["subset"])}</td><td>{r["n"]}</td>'
-                       f'<td class="l">{_e(METRIC_TITLES[r["metric"]])}</td><td>{100 * r["diff"]:+.1f}</td>'
-                       f'<td>[{100 * r["ci95"][0]:+.1f}, {100 * r["ci95"][1]:+.1f}]</td><td>{p}</td>{ids}</tr>')
+                       f'<td class="l">{_e(METRIC_TITLES[r["metric"]])}</td><td>{_pp(r["diff"])}</td>'
+                       f'<td>[{_pp(r["ci95"][0])}, {_pp(r["ci95"][1])}]</td><td>{p}</td>{ids}</tr>')
         out.append("</table>")
     out.append(f'<p class="legend">Δ = B − A in percentage points on the same examples; 95 % interval from '
                f'{boot["resamples"]:,} paired bootstrap resamples (seed {boot["seed"]}); exact McNemar p on the '

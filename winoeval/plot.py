@@ -110,7 +110,7 @@ def write_plot(path: str | Path, comp: dict[str, Any]) -> None:
                 if i < len(subset_names):
                     ax.axvline(i - 0.5, color="#bbb", linewidth=0.8, zorder=0)
                 if keys[start] is not None:
-                    ax.text((start + i - 1) / 2, -0.30, keys[start].replace("_", " "), transform=trans,
+                    ax.text((start + i - 1) / 2, -0.19, keys[start].replace("_", " "), transform=trans,
                             ha="center", va="top", fontsize=8, color="#555", style="italic")
                 start = i
     axes[0, 0].set_title(f"{comp['task']}: {comp['n_shared']} shared examples; bars with 95 % intervals",

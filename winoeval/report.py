@@ -45,7 +45,8 @@ def markdown_report(comp: dict[str, Any]) -> str:
     for note in comp["notes"]:
         lines += ["", f"> note: {note}"]
     if comp.get("same_as_all"):
-        lines += ["", f"> note: {', '.join(comp['same_as_all'])}: every example; not shown apart from `all`"]
+        lines += ["", f"> note: every example has {', '.join(comp['same_as_all'])}: those rows would repeat `all`, "
+                      f"left out"]
     lines += ["", "Scores in % with 95 % intervals (Wilson; bootstrap for mean per-class):", "",
               "| subset | n | metric | " + " | ".join(_cell(x) for x in labels) + " |",
               "|---|---:|---|" + "---:|" * len(labels)]
