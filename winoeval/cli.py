@@ -29,7 +29,8 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
 class LazyGroup(click.Group):
     """A group whose bigger commands live in their own modules and are imported only when used."""
 
-    lazy = {"compare": "winoeval.compare:compare_command", "calibrate": "winoeval.compare:calibrate_command"}
+    lazy = {"compare": "winoeval.compare:compare_command", "calibrate": "winoeval.compare:calibrate_command",
+            "check-plugin": "winoeval.testing.check:check_plugin_command"}
 
     def list_commands(self, ctx):
         return sorted([*super().list_commands(ctx), *self.lazy])
