@@ -123,7 +123,9 @@ class ContextUNet(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(g, c1), nn.SiLU(), nn.Conv2d(c1, 1, 3, padding=1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        temb = self.time_mlp(sinusoidal(t, self.config.time_dim))
+        # the sinusoid is computed in float32 (exact for t up to T), then cast to the weights' dtype so
+        # the net runs end to end in float16/bfloat16 too
+        temb = self.time_mlp(sinusoidal(t, self.config.time_dim).to(self.init_conv.weight.dtype))
         cvec = self.class_emb(c)
         h0 = self.init_conv(x)
         h1 = self.down1(h0, temb)                  # c1 @28

@@ -101,15 +101,29 @@ class AnalyticDenoiser:
         return s2.sqrt() * (x_t - a * mu) / var
 
 
-def load(argument: str | None, config) -> AnalyticDenoiser:
+def _sigma(argument: str | None) -> float:
+    from winoeval.config import ConfigError
+
     try:
         sigma = float(argument) if argument else 0.0
     except ValueError:
-        raise ValueError(f"analytic:SIGMA needs a number, got {argument!r}") from None
-    return AnalyticDenoiser(sigma=sigma)
+        raise ConfigError(f"analytic:SIGMA needs a number (the world's noise level, e.g. analytic:0.3), "
+                          f"got {argument!r}") from None
+    if not sigma >= 0 or sigma == float("inf"):
+        raise ConfigError(f"analytic:SIGMA must be a finite number >= 0, got {argument!r}")
+    return sigma
+
+
+def load(argument: str | None, config) -> AnalyticDenoiser:
+    return AnalyticDenoiser(sigma=_sigma(argument))
+
+
+def fingerprint(argument: str | None, config) -> str:
+    """A closed form has no weights: its parameter is the whole model (checked here, before any load)."""
+    return f"closed-form:sigma={_sigma(argument)!r}"
 
 
 @hookimpl
 def winoeval_register_models(register):
-    register("analytic", load, takes_argument=True,
+    register("analytic", load, takes_argument=True, options={}, fingerprint=fingerprint,
              description="closed-form ideal denoiser for the toy colour world (demo; analytic:SIGMA)")

@@ -125,11 +125,46 @@ class MnistDenoiser:
         return [Image.fromarray(np.ascontiguousarray(p[0]), mode="L") for p in pix]
 
 
+OPTIONS = {
+    "checkpoint": "weights to load: a file written by `winoeval train mnist-unet` (default: the shipped ones)",
+    "weights": "ema (default) or model: which weights of a training checkpoint.safetensors to use",
+}
+
+
+def checkpoint_path(config: Any) -> Path:
+    """The weights file a run uses, checked: it exists and is a safetensors file."""
+    from winoeval.config import ConfigError
+
+    args = config.model_args or {}
+    if args.get("weights", "ema") not in ("ema", "model"):
+        raise ConfigError(f"--model-arg weights={args['weights']}: use ema or model")
+    if not args.get("checkpoint"):
+        return WEIGHTS
+    path = Path(args["checkpoint"]).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"--model-arg checkpoint={args['checkpoint']}: no such file ({path}); pass the "
+                          f"mnist_unet.safetensors written by `winoeval train mnist-unet --out DIR`")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    size = int.from_bytes(head, "little") if len(head) == 8 else 0
+    if not 2 <= size <= min(100_000_000, path.stat().st_size - 8):  # safetensors: 8-byte header length
+        raise ConfigError(f"--model-arg checkpoint={args['checkpoint']}: not a safetensors file; pass the "
+                          f"mnist_unet.safetensors written by `winoeval train mnist-unet` (.pt/.bin files "
+                          f"are not loaded: they can run code)")
+    return path
+
+
+def fingerprint(argument: str | None, config: Any) -> str:
+    from winoeval.fingerprint import hash_path
+
+    return f"{hash_path(checkpoint_path(config))}:{(config.model_args or {}).get('weights', 'ema')}"
+
+
 def load(argument: str | None, config: Any) -> MnistDenoiser:
     device = config.torch_device()
     dtype = config.torch_dtype(device)
     args = config.model_args or {}
-    return MnistDenoiser(args.get("checkpoint"), device=device, dtype=dtype, weights=args.get("weights", "ema"))
+    return MnistDenoiser(checkpoint_path(config), device=device, dtype=dtype, weights=args.get("weights", "ema"))
 
 
 # ------------------------------------------------------------------------------------ training
@@ -244,7 +279,7 @@ def train_command(out, epochs, batch_size, lr, ema_decay, max_shift, seed, data,
 
 @hookimpl
 def winoeval_register_models(register):
-    register("mnist-unet", load, takes_argument=False, train=train_command,
+    register("mnist-unet", load, takes_argument=False, train=train_command, options=OPTIONS, fingerprint=fingerprint,
              description="class-conditional MNIST diffusion U-Net (~1M params, shipped weights, CPU-friendly); "
                          "texts '0'..'9'")
 

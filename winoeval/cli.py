@@ -107,25 +107,31 @@ def run(ctx, model, task, n_samples, to_keep, early_stop, confidence, timesteps,
                    "timesteps": timesteps, "loss": loss, "normalize": normalize, "batch_size": batch_size,
                    "compile": compile_,
                    "seed": seed}
+    if not early_stop:
+        scorer_args.pop("confidence")  # only early stopping reads it (warned about below)
     scorer_args = {k: v for k, v in scorer_args.items() if v is not None}
     try:
         config = RunConfig(model=model, task=task, scorer_args=scorer_args, device=device, dtype=dtype,
                            limit=limit, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
                            skip_bad=skip_bad, model_args=_key_values(model_arg, "--model-arg"),
                            task_args=_key_values(task_arg, "--task-arg"))
-        prepare(config)
+        prepared = prepare(config)
     except (ConfigError, UnknownNameError) as exc:
         raise click.UsageError(str(exc)) from None
-    if num_processes > 1:
-        _run_workers(ctx, num_processes, quiet)
+    if confidence is not None and not early_stop:
+        click.echo("warning: --confidence only applies with --early-stop; it is ignored", err=True)
+    _exit_with_parent()
     try:
-        out = evaluate(config, progress=not quiet and num_processes == 1)
-    except (BadExampleError, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except Exception as exc:
-        from .hub import HubUnavailableError
+        if num_processes > 1:
+            _run_workers(ctx, num_processes, quiet)
+        out = evaluate(config, progress=not quiet and num_processes == 1, prepared=prepared)
+    except BaseException as exc:
+        from .runner import remove_if_empty
 
-        if isinstance(exc, HubUnavailableError):
+        remove_if_empty(prepared)  # a failed run leaves no empty output folder behind
+        if isinstance(exc, (ConfigError, UnknownNameError)):
+            raise click.UsageError(str(exc)) from None
+        if isinstance(exc, BadExampleError) or _is_user_error(exc):
             raise click.ClickException(str(exc)) from None
         raise
     if not out.results:  # a worker process: its shard is cached, the parent or rank 0 gathers
@@ -134,6 +140,13 @@ def run(ctx, model, task, n_samples, to_keep, early_stop, confidence, timesteps,
     click.echo(markdown_table(out.results))
     click.echo(f"\nresults: {out.results_path}" + (f"\nsamples: {out.samples_path}" if out.samples_path else "")
                + f"\n({out.computed} example(s) computed, {out.reused} reused from {out.cache_path})", err=True)
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """Errors that carry a complete, user-facing message (hub access, missing weight files)."""
+    from .hub import HubUnavailableError
+
+    return isinstance(exc, (HubUnavailableError, FileNotFoundError, click.ClickException))
 
 
 def _argv_from_params(ctx: click.Context, drop: set[str]) -> list[str]:
@@ -157,6 +170,25 @@ def _argv_from_params(ctx: click.Context, drop: set[str]) -> list[str]:
     return argv
 
 
+def _exit_with_parent() -> None:
+    """In a worker of ``--num-processes``: exit as soon as the parent is gone (killed, crashed), so no
+    orphan keeps computing; what it finished is in the cache."""
+    import os
+    import threading
+    import time
+
+    parent = os.environ.get("WINOEVAL_PARENT_PID")
+    if not parent or not os.environ.get("WINOEVAL_SHARD"):
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="winoeval-parent-watch", daemon=True).start()
+
+
 def _run_workers(ctx: click.Context, n: int, quiet: bool) -> None:
     """Start n `winoeval run` workers, each on every n-th example; they share the resume cache."""
     import os
@@ -166,7 +198,8 @@ def _run_workers(ctx: click.Context, n: int, quiet: bool) -> None:
     threads = max(1, (os.cpu_count() or 1) // n)
     procs = []
     for rank in range(n):
-        env = dict(os.environ, WINOEVAL_SHARD=f"{rank}/{n}", OMP_NUM_THREADS=str(threads))
+        env = dict(os.environ, WINOEVAL_SHARD=f"{rank}/{n}", OMP_NUM_THREADS=str(threads),
+                   WINOEVAL_PARENT_PID=str(os.getpid()))
         procs.append(subprocess.Popen(argv, env=env))
     codes = [p.wait() for p in procs]
     failed = [f"process {rank} (exit code {code})" for rank, code in enumerate(codes) if code != 0]
@@ -175,18 +208,59 @@ def _run_workers(ctx: click.Context, n: int, quiet: bool) -> None:
                                    f"to finish the rest")
 
 
+def _option_lines(entry, flag: str, indent: str) -> list[str]:
+    if entry.options is None:
+        return [f"{indent}{flag} options: not declared by its plugin (any KEY=VALUE is passed on unchecked)"]
+    if not entry.options:
+        return [f"{indent}{flag} options: none"]
+    width = max(len(k) for k in entry.options)
+    return [f"{indent}{flag} {k}=…".ljust(len(indent) + len(flag) + width + 6) + f"  {help_}"
+            for k, help_ in sorted(entry.options.items())]
+
+
 @cli.command(name="list")
-def list_() -> None:
+@click.option("--options", "show_options", is_flag=True, help="Also list each one's --model-arg/--task-arg options.")
+def list_(show_options) -> None:
     """Models and tasks, with the plugin that provides each."""
     from . import registry
 
-    for title, entries in (("Models", registry.models()), ("Tasks", registry.tasks())):
+    for title, entries, flag in (("Models", registry.models(), "--model-arg"), ("Tasks", registry.tasks(), "--task-arg")):
         click.echo(f"{title}:")
         width = max((len(n) for n in entries), default=0)
         for name, entry in sorted(entries.items()):
             shown = f"{name}:…" if entry.takes_argument else name
             click.echo(f"  {shown:<{width + 2}}  {entry.description}  [{entry.plugin}]")
+            if show_options:
+                for line in _option_lines(entry, flag, "      "):
+                    click.echo(line)
         click.echo()
+
+
+@cli.command()
+@click.argument("name")
+def info(name) -> None:
+    """What a model or task is and which options it takes."""
+    from . import registry
+
+    found = []
+    for kind, entries, flag in (("model", registry.models(), "--model-arg"), ("task", registry.tasks(), "--task-arg")):
+        base = name.partition(":")[0]
+        entry = entries.get(name) or entries.get(base)
+        if entry is not None:
+            found.append((kind, entry, flag))
+    if not found:
+        names = [*registry.models(), *registry.tasks()]
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise click.UsageError(f"no model or task is called {name!r}{hint} (`winoeval list` shows them all)")
+    for kind, entry, flag in found:
+        click.echo(f"{entry.name}{':ARGUMENT' if entry.takes_argument else ''}  ({kind}, plugin {entry.plugin})")
+        if entry.description:
+            click.echo(f"  {entry.description}")
+        for line in _option_lines(entry, flag, "  "):
+            click.echo(line)
 
 
 @cli.command()
@@ -266,7 +340,15 @@ def main() -> None:
     # jobs (measured here: 35x slower U-Net batches next to a training job). Set it to override.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     warnings.formatwarning = _one_line_warning
-    cli(prog_name="winoeval")
+    try:
+        cli(prog_name="winoeval")
+    except Exception as exc:  # the last resort: no path dumps a traceback on a user
+        if os.environ.get("WINOEVAL_DEBUG", "") not in ("", "0"):
+            raise
+        message = " ".join(str(exc).split()) or "(no message)"
+        click.echo(f"Error: {type(exc).__name__}: {message}\n(an unexpected error; set WINOEVAL_DEBUG=1 for the "
+                   f"traceback, and please report it)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,7 @@ DEFAULT_PLUGINS = (
     "winoeval.plugins.mnist_unet",
     "winoeval.plugins.stable_diffusion",
     "winoeval.plugins.openclip",
+    "winoeval.plugins.winodigits",
     "winoeval.tasks.synthetic",
     "winoeval.tasks.mnist",
     "winoeval.tasks.winoground",
@@ -52,6 +53,20 @@ class Entry:
     description: str = ""
     takes_argument: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, str] | None = None  # accepted --model-arg/--task-arg keys → help; None = any
+    fingerprint: Callable[..., str | None] | None = None  # (argument, config) → what the model runs
+
+    def check_options(self, given: dict[str, Any], flag: str) -> None:
+        """Refuse option keys the plugin did not declare (plugins that declare none accept any)."""
+        if self.options is None:
+            return
+        for key in given:
+            if key not in self.options:
+                close = difflib.get_close_matches(key, list(self.options), n=3, cutoff=0.6)
+                hint = f"did you mean {', '.join(close)}? " if close else ""
+                known = ", ".join(sorted(self.options)) or "none"
+                raise UnknownNameError(f"{self.name!r} has no option {key!r} ({flag} {key}=…); {hint}"
+                                       f"it accepts: {known} (`winoeval info {self.name}`)")
 
 
 _pm: pluggy.PluginManager | None = None
@@ -128,11 +143,14 @@ def _collect(hook_name: str) -> dict[str, Entry]:
         plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
 
         def register(name: str, loader: Callable[..., Any], description: str = "",
-                     takes_argument: bool = False, _plugin: str = plugin_name, **extras: Any) -> None:
+                     takes_argument: bool = False, *, options: dict[str, str] | None = None,
+                     fingerprint: Callable[..., str | None] | None = None, _plugin: str = plugin_name,
+                     **extras: Any) -> None:
             if name in entries:
                 warnings.warn(f"winoeval: {name!r} from plugin {_plugin!r} replaces the one from "
                               f"{entries[name].plugin!r}", PluginLoadWarning, stacklevel=2)
-            entries[name] = Entry(name, loader, _plugin, description, takes_argument, extras)
+            entries[name] = Entry(name, loader, _plugin, description, takes_argument, extras,
+                                  dict(options) if options is not None else None, fingerprint)
 
         before = dict(entries)
         try:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from . import __version__, metrics, registry
 from .api import Example, TaskData
@@ -355,8 +355,56 @@ def _resolve_images(example: Example) -> list[Any]:
 def score_example(scorer, task: TaskData, example: Example, skip_bad: bool) -> dict:
     """Score one example into a JSON-ready record (or a skipped record with its reason)."""
     try:
-        images = _resolve_images(example)
-        result = scorer.score(example.id, images, example.texts)
+        result = scorer.score(example.id, _resolve_images(example), example.texts)
+    except Exception as exc:
+        result = exc
+    return example_record(task, example, result, skip_bad)
+
+
+def score_records(scorer, task: TaskData, examples: Iterable[Example], skip_bad: bool) -> Iterator[dict]:
+    """Score ``examples`` through the scorer's ``score_stream`` (several examples in flight, their
+    evaluations packed into full model batches); yields one record per example as it finishes, not
+    necessarily in input order. Images are read when an example is admitted, so an unreadable one
+    is blamed on its own example."""
+    waiting: dict[int, Example] = {}
+
+    def items():
+        for n, example in enumerate(examples):
+            waiting[n] = example
+            yield n, example.id, (lambda example=example: _resolve_images(example)), example.texts
+
+    if scorer is None:  # nothing to score: just walk the examples
+        for _ in items():
+            pass
+        return
+    for n, result in scorer.score_stream(items()):
+        yield example_record(task, waiting.pop(n), result, skip_bad)
+
+
+def gather_records(mine: dict[str, dict]) -> dict[str, dict]:
+    """Under a torchrun/accelerate launch: every rank's finished records, gathered on rank 0 through
+    ``torch.distributed.gather_object`` (so ranks on different machines need no shared filesystem);
+    other ranks get an empty dict. Waits for every rank (the process group's long timeout)."""
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":  # object collectives of NCCL run on the current device
+        import torch
+
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    parts = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(mine, parts, dst=0)
+    merged: dict[str, dict] = {}
+    for part in parts or []:
+        merged.update(part or {})
+    return merged
+
+
+def example_record(task: TaskData, example: Example, result: Any, skip_bad: bool) -> dict:
+    """A JSON-ready record from a ScoreResult, or a skipped record (``skip_bad``) when ``result`` is the
+    exception scoring raised (unreadable image) or the scores are not finite."""
+    try:
+        if isinstance(result, BaseException):
+            raise result
         raw = result.scores.tolist()
         if any(math.isnan(v) or v == math.inf for row in raw for v in row) or \
                 all(v == -math.inf for row in raw for v in row):
@@ -542,25 +590,31 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
 
         with tqdm(total=len(mine), desc=f"{config.model} on {config.task}" + (f" [{rank}/{world}]" if world > 1 else ""),
                   unit="ex", disable=not progress, dynamic_ncols=True, position=rank) as bar:
-            for position, example in enumerate(iter_examples(task, config.limit)):
-                if position % world != rank:
-                    continue
-                if example.id not in todo:
-                    reused += 1
-                else:
-                    record = score_example(scorer, task, example, config.skip_bad)
-                    cache.own.append(record)
-                    done[example.id] = record
-                    computed += 1
+            def todo_examples():
+                nonlocal reused
+                for position, example in enumerate(iter_examples(task, config.limit)):
+                    if position % world != rank:
+                        continue
+                    if example.id not in todo:
+                        reused += 1
+                        bar.update(1)
+                        continue
+                    yield example
+
+            # the scorer keeps several examples in flight and packs their evaluations into full batches
+            for record in score_records(scorer, task, todo_examples(), config.skip_bad):
+                cache.own.append(record)
+                done[record["id"]] = record
+                computed += 1
                 bar.update(1)
         out = RunOutput({}, [], cache_path=cache.own.path, computed=computed, reused=reused)
         if world > 1:
             if os.environ.get("WINOEVAL_SHARD"):
                 return out  # a worker of `winoeval run --num-processes`: the parent gathers
-            _barrier()
+            gathered = gather_records({i: done[i] for i in mine if i in done})  # no shared filesystem needed
             if rank != 0:
                 return out
-            done = cache.load()
+            done = {**cache.load(), **gathered}
         missing = [i for i in order if i not in done]
         if missing:
             raise RuntimeError(f"{len(missing)} example(s) were not scored by any process (first: {missing[0]!r}); "

@@ -1,0 +1,137 @@
+"""Content fingerprints: what was evaluated, not where it was.
+
+A results file and the resume cache are keyed by the *content* of the model weights and data, so
+retraining into the same checkpoint path, re-downloading a dataset in place or editing a templates
+file never reuses stale scores. Hashing a 5 GB Stable Diffusion folder takes a minute, so each
+file's sha256 is remembered by (absolute path, size, mtime) in ``$WINOEVAL_HASH_CACHE`` (default
+``~/.cache/winoeval/hashes.json``): an unchanged file is hashed once.
+
+Standard library only: the CLI imports this module at start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+_memo: dict[str, str] | None = None
+_dirty = False
+
+
+def _memo_path() -> Path:
+    env = os.environ.get("WINOEVAL_HASH_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "winoeval" / "hashes.json"
+
+
+def _load_memo() -> dict[str, str]:
+    global _memo
+    if _memo is None:
+        try:
+            data = json.loads(_memo_path().read_text(encoding="utf-8"))
+            _memo = {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            _memo = {}
+    return _memo
+
+
+def _save_memo() -> None:
+    global _dirty
+    if not _dirty or _memo is None:
+        return
+    path = _memo_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hashes-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(_memo, fh)
+        os.replace(tmp, path)
+        _dirty = False
+    except OSError:
+        pass  # remembering is an optimisation: an unwritable cache only costs re-hashing
+
+
+def hash_file(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes, remembered by (absolute path, size, mtime_ns)."""
+    global _dirty
+    p = Path(path).resolve()
+    st = p.stat()
+    key = f"{p}\0{st.st_size}\0{st.st_mtime_ns}"
+    memo = _load_memo()
+    if key in memo:
+        return memo[key]
+    digest = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    memo[key] = digest.hexdigest()
+    _dirty = True
+    _save_memo()
+    return memo[key]
+
+
+def _files(root: Path) -> Iterable[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def hash_path(path: str | os.PathLike) -> str:
+    """``sha256:<hex>`` of a file, or of a folder's relative file names, sizes and contents.
+
+    Hidden files and folders (``.cache``, ``.git``, lock files) are left out of a folder's hash."""
+    p = Path(path)
+    if p.is_file():
+        return "sha256:" + hash_file(p)
+    if not p.is_dir():
+        raise FileNotFoundError(f"no such file or folder: {str(p)!r}")
+    digest = hashlib.sha256()
+    for f in _files(p):
+        rel = f.relative_to(p).as_posix()
+        digest.update(f"{rel}\0{f.stat().st_size}\0{hash_file(f)}\n".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def hash_text(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def local_path(value: Any) -> Path | None:
+    """``value`` as an existing local file or folder (``~`` expanded), else None."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        return None
+    p = Path(os.path.expanduser(str(value)))
+    try:
+        return p if p.exists() else None
+    except OSError:  # e.g. a name too long to be a path
+        return None
+
+
+def of_values(values: dict[str, Any]) -> dict[str, str]:
+    """For each option value that names a local file or folder: its content hash."""
+    out = {}
+    for key, value in sorted(values.items()):
+        p = local_path(value)
+        if p is not None:
+            out[key] = hash_path(p)
+    return out
+
+
+def default_model_fingerprint(argument: str | None, config: Any) -> str | None:
+    """The fallback for plugins that provide no fingerprint: the content of every local file or
+    folder named by the ``name:argument`` part or a ``--model-arg`` value (None when there is none)."""
+    values = dict(getattr(config, "model_args", {}) or {})
+    if argument is not None:
+        values["<argument>"] = argument
+    hashes = of_values(values)
+    if not hashes:
+        return None
+    return hash_text(json.dumps(hashes, sort_keys=True))
