@@ -1,0 +1,535 @@
+"""Training for the WinoDigits models (imported only by ``winoeval train winodigits-*``: torch at the top).
+
+* :func:`train_sd`: a latent diffusion model in the Stable Diffusion pipeline format. Stage 1 trains an
+  ``AutoencoderKL`` (4× down-sampling: 3 × 32 × 32 scenes ↔ 4 × 8 × 8 latents) on training scenes;
+  stage 2 encodes a fixed pool of training scenes once (posterior mean × scaling factor, as the ``sd``
+  plugin does) and trains a ``UNet2DConditionModel`` with cross-attention and a ``CLIPTextModel``
+  from scratch, jointly, on ε-prediction with the SD scaled-linear DDPM schedule and caption dropout
+  (the unconditional text is ``""``). Captions are re-drawn every time a scene is used (either word
+  order, with or without a true "not R" clause: :func:`winoeval.tasks.winodigits.describe`).
+  Every epoch: a resumable checkpoint (``checkpoint.safetensors`` + ``optim.pt``), the EMA weights
+  exported as a diffusers folder (``pipeline/``) and the held-out per-tag scores on a fixed subset of
+  the test examples (the learning curve, in ``history.json`` and the recipe).
+* :func:`train_clip`: a tiny OpenCLIP model trained with the symmetric InfoNCE loss, in-batch
+  negatives only, saved in open_clip's ``local-dir`` layout (``open_clip_config.json`` +
+  ``open_clip_model.safetensors``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from winoeval.tasks import winodigits as wd
+
+CONTEXT = 16  # text positions (captions are at most 13 tokens with start and end)
+EVAL_TAG_EXAMPLES = 20  # held-out examples per tag in the learning-curve subset
+
+
+# --- shared helpers ---------------------------------------------------------------------------
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, 32, 32, 3) → float32 (B, 3, 32, 32) in [−1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def save_state(path: Path, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+              metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
+    os.replace(tmp, path)
+
+
+def prefixed(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+
+def load_prefixed(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+    n = len(prefix) + 1
+    module.load_state_dict({k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
+
+
+def save_optim(path: Path, optimizer, extra: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"optimizer": optimizer.state_dict(), **extra}, tmp)
+    os.replace(tmp, path)
+
+
+def cosine_lr(step: int, total: int, warmup: int, lr: float, floor: float = 0.05) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def n_params(*modules) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+def eval_examples(per_tag: int = EVAL_TAG_EXAMPLES, seed: int = wd.DEFAULT_SEED) -> list[dict]:
+    """The fixed learning-curve subset: the first ``per_tag`` test examples of every tag."""
+    return [wd.make_example(i, seed) for i in range(per_tag * len(wd.TAGS))]
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+# --- Stable-Diffusion-format model --------------------------------------------------------------
+SD_ARCH = {
+    "vae": dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32, 64),
+                layers_per_block=1, down_block_types=("DownEncoderBlock2D",) * 3,
+                up_block_types=("UpDecoderBlock2D",) * 3, sample_size=wd.SIZE, norm_num_groups=16),
+    "unet": dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+                 down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+                 cross_attention_dim=64, attention_head_dim=4, norm_num_groups=32),
+    "text": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+                 max_position_embeddings=CONTEXT, projection_dim=64),
+    "scheduler": dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                      num_train_timesteps=1000, prediction_type="epsilon", clip_sample=False, steps_offset=1),
+}
+
+
+def build_sd(seed: int):
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from winoeval.testing.models import make_clip_tokenizer
+
+    tokenizer = make_clip_tokenizer(model_max_length=CONTEXT)
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(**SD_ARCH["vae"])
+    unet = UNet2DConditionModel(**SD_ARCH["unet"])
+    text = CLIPTextModel(CLIPTextConfig(**SD_ARCH["text"], vocab_size=len(tokenizer),
+                                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                        pad_token_id=tokenizer.pad_token_id))
+    scheduler = DDPMScheduler(**SD_ARCH["scheduler"])
+    return vae, unet, text, tokenizer, scheduler
+
+
+def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
+    return tokenizer(list(texts), padding="max_length", max_length=CONTEXT, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+def train_vae(vae, out: Path, *, steps: int, batch_size: int, lr: float, kl_weight: float, seed: int,
+              progress: bool, log: Callable[[str], None]) -> dict:
+    """Stage 1 (resumable as a whole: skipped when ``vae_done.safetensors`` exists)."""
+    from safetensors.torch import load_file
+    from tqdm.auto import tqdm
+
+    done = out / "vae_done.safetensors"
+    if done.exists():
+        tensors = load_file(str(done))
+        load_prefixed(vae, tensors, "vae")
+        return json.loads((out / "vae_history.json").read_text())
+    rng = np.random.default_rng([seed, 11])
+    images, _ = wd.training_scenes(20_000, seed=seed + 101)
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    vae.train()
+    started, losses = time.time(), []
+    bar = tqdm(range(steps), desc="vae", disable=not progress, mininterval=5)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, steps, 100, lr)
+        x = to_tensor(images[rng.integers(0, len(images), batch_size)])
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        rec = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x)
+        kl = posterior.kl().mean() / x[0].numel()
+        loss = rec + kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(rec))
+        if step % 50 == 0:
+            bar.set_postfix(rec=f"{np.mean(losses[-50:]):.4f}", kl=f"{float(kl):.3f}")
+        if progress is False and step % 200 == 0:
+            log(f"vae step {step}/{steps} rec {np.mean(losses[-200:]):.4f} kl {float(kl):.3f}")
+    vae.eval()
+    with torch.no_grad():
+        x = to_tensor(images[:512])
+        z = vae.encode(x).latent_dist.mean
+        scale = float(1.0 / z.flatten().std())
+        recon = vae.decode(z).sample
+        val = float(F.mse_loss(recon, x))
+    vae.register_to_config(scaling_factor=scale)
+    hist = {"steps": steps, "batch_size": batch_size, "lr": lr, "kl_weight": kl_weight,
+            "seconds": round(time.time() - started, 1), "final_rec_loss": float(np.mean(losses[-100:])),
+            "recon_mse_posterior_mean": val, "scaling_factor": scale,
+            "rec_loss_every_100": [round(float(np.mean(losses[i:i + 100])), 5) for i in range(0, steps, 100)]}
+    _write_json(out / "vae_history.json", hist)
+    save_state(done, prefixed("vae", vae))
+    log(f"vae done: {steps} steps in {hist['seconds']} s, recon mse {val:.4f}, scaling factor {scale:.4f}")
+    return hist
+
+
+@torch.no_grad()
+def encode_latents(vae, images: np.ndarray, batch: int = 256) -> torch.Tensor:
+    out = []
+    scale = float(vae.config.scaling_factor)
+    for s in range(0, len(images), batch):
+        out.append(vae.encode(to_tensor(images[s:s + batch])).latent_dist.mean * scale)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def winoground_eval(unet, text, tokenizer, alphas_cumprod: torch.Tensor, latents: torch.Tensor,
+                    examples: list[dict], n_t: int = 10, seed: int = 0, batch: int = 512) -> dict:
+    """Text / image (raw and normalised) / group scores per tag on pre-encoded example latents
+    (``latents[2k + j]`` = image j of example k), N = ``n_t`` even timesteps, one (t, ε) set per example
+    shared by both images and all texts (the scorer's protocol)."""
+    T = len(alphas_cumprod)
+    ts = torch.floor((torch.arange(n_t, dtype=torch.float64) + 0.5) * T / n_t).long()
+    captions = [c for ex in examples for c in ex["captions"]] + [""]
+    cond = text(tokenize(tokenizer, captions))[0]
+    uncond = cond[-1]
+    g = torch.Generator().manual_seed(seed)
+    errs = torch.zeros(len(examples), 2, 3)  # [example, image, caption 0 | caption 1 | unconditional]
+    jobs = []  # (example, image, text index into cond or -1, x_t, t, eps)
+    for k in range(len(examples)):
+        eps = torch.randn(n_t, *latents.shape[1:], generator=g)
+        ab = alphas_cumprod[ts].view(-1, 1, 1, 1)
+        for j in range(2):
+            x_t = ab.sqrt() * latents[2 * k + j] + (1 - ab).sqrt() * eps
+            for c in range(3):
+                jobs.append((k, j, c, x_t, eps))
+    xs = torch.cat([jb[3] for jb in jobs])
+    es = torch.cat([jb[4] for jb in jobs])
+    tt = ts.repeat(len(jobs))
+    cs = torch.cat([(cond[2 * jb[0] + jb[2]] if jb[2] < 2 else uncond).expand(n_t, -1, -1) for jb in jobs])
+    per = torch.empty(len(xs))
+    for s in range(0, len(xs), batch):
+        pred = unet(xs[s:s + batch], tt[s:s + batch], encoder_hidden_states=cs[s:s + batch]).sample
+        per[s:s + batch] = (pred - es[s:s + batch]).pow(2).flatten(1).mean(1)
+    per = per.view(len(jobs), n_t).mean(1)
+    for (k, j, c, _, _), e in zip(jobs, per):
+        errs[k, j, c] = e
+    out: dict[str, dict[str, float]] = {}
+    for tag in list(wd.TAGS) + ["all"]:
+        idx = [k for k, ex in enumerate(examples) if tag in ("all", ex["tag"])]
+        s = -errs[idx]  # score = −error
+        text_ok = (s[:, 0, 0] > s[:, 0, 1]) & (s[:, 1, 1] > s[:, 1, 0])
+        img_raw = (s[:, 0, 0] > s[:, 1, 0]) & (s[:, 1, 1] > s[:, 0, 1])
+        sn = s[:, :, :2] - s[:, :, 2:3]  # normalised: −(err(x, c) − err(x, ∅))
+        img_norm = (sn[:, 0, 0] > sn[:, 1, 0]) & (sn[:, 1, 1] > sn[:, 0, 1])
+        out[tag] = {"text": float(text_ok.float().mean()), "image": float(img_raw.float().mean()),
+                    "image_norm": float(img_norm.float().mean()),
+                    "group_norm": float((text_ok & img_norm).float().mean()), "n": len(idx)}
+    return out
+
+
+def export_pipeline(path: Path, vae, unet, text, tokenizer, scheduler, dtype=torch.float32) -> Path:
+    """Save a diffusers ``StableDiffusionPipeline`` folder (safetensors) that ``sd:<path>`` loads."""
+    import copy
+
+    from diffusers import StableDiffusionPipeline
+
+    parts = [copy.deepcopy(m).to(dtype) for m in (vae, unet, text)]
+    pipe = StableDiffusionPipeline(vae=parts[0], unet=parts[1], text_encoder=parts[2], tokenizer=tokenizer,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    tmp = path.with_name(path.name + ".tmp")
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    if path.exists():
+        import shutil
+
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int = 400, batch_size: int = 128,
+             lr: float = 1e-3, ema_decay: float = 0.999, p_uncond: float = 0.1, pool: int = 40_000,
+             vae_steps: int = 1500, vae_batch: int = 64, vae_lr: float = 1e-3, kl_weight: float = 1e-4,
+             eval_every: int = 1, eval_n_t: int = 10, seed: int = 0, resume: bool = False,
+             threads: int | None = None, progress: bool = True, command: str = "",
+             log: Callable[[str], None] = print) -> dict:
+    """Train the WinoDigits latent diffusion model in ``out`` (see the module docstring)."""
+    from safetensors.torch import load_file
+    from tqdm.auto import tqdm
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt, optim_path, hist_path = out / "checkpoint.safetensors", out / "optim.pt", out / "history.json"
+    if not resume and ckpt.exists():
+        raise FileExistsError(f"{ckpt} exists: pass --resume to continue it, or choose another --out")
+    hparams = dict(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
+                   ema_decay=ema_decay, p_uncond=p_uncond, pool=pool, vae_steps=vae_steps, vae_batch=vae_batch,
+                   vae_lr=vae_lr, kl_weight=kl_weight, eval_every=eval_every, eval_n_t=eval_n_t, seed=seed)
+    vae, unet, text, tokenizer, scheduler = build_sd(seed)
+    vae_hist = train_vae(vae, out, steps=vae_steps, batch_size=vae_batch, lr=vae_lr, kl_weight=kl_weight,
+                         seed=seed, progress=progress, log=log)
+    vae.eval().requires_grad_(False)
+    t0 = time.time()
+    images, scenes = wd.training_scenes(pool, seed=seed)
+    latents = encode_latents(vae, images)
+    del images
+    evals = eval_examples()
+    eval_latents = encode_latents(vae, np.stack([wd.render_array(s) for ex in evals for s in ex["scenes"]]))
+    log(f"encoded {pool} training scenes and {len(evals)} held-out examples in {time.time() - t0:.0f} s "
+        f"(latent std {float(latents.std()):.3f})")
+    import copy
+
+    ema_unet, ema_text = copy.deepcopy(unet), copy.deepcopy(text)
+    ema_unet.eval().requires_grad_(False)
+    ema_text.eval().requires_grad_(False)
+    params = list(unet.parameters()) + list(text.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    history: list[dict] = []
+    start_epoch = 0
+    if resume and ckpt.exists():
+        tensors = load_file(str(ckpt))
+        for prefix, module in (("unet", unet), ("text", text), ("ema_unet", ema_unet), ("ema_text", ema_text)):
+            load_prefixed(module, tensors, prefix)
+        state = torch.load(optim_path, weights_only=False)
+        opt.load_state_dict(state["optimizer"])
+        history = json.loads(hist_path.read_text())["epochs"]
+        start_epoch = len(history)
+        log(f"resumed after epoch {start_epoch}")
+    alphas = scheduler.alphas_cumprod.float()
+    T = len(alphas)
+    total = epochs * steps_per_epoch
+    ema_pairs = [(ema_unet, unet), (ema_text, text)]
+    started = time.time()
+    for epoch in range(start_epoch, epochs):
+        rng = np.random.default_rng([seed, 7, epoch])
+        g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        unet.train()
+        text.train()
+        t_epoch, losses = time.time(), []
+        bar = tqdm(range(steps_per_epoch), desc=f"sd epoch {epoch + 1}/{epochs}", disable=not progress,
+                   mininterval=10)
+        for i in bar:
+            step = epoch * steps_per_epoch + i
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(step, total, 500, lr)
+            idx = rng.integers(0, pool, batch_size)
+            captions = ["" if rng.random() < p_uncond else wd.describe(scenes[j], rng) for j in idx]
+            z0 = latents[torch.from_numpy(idx)]
+            t = torch.randint(0, T, (batch_size,), generator=g)
+            eps = torch.randn(z0.shape, generator=g)
+            ab = alphas[t].view(-1, 1, 1, 1)
+            x_t = ab.sqrt() * z0 + (1 - ab).sqrt() * eps
+            cond = text(tokenize(tokenizer, captions))[0]
+            pred = unet(x_t, t, encoder_hidden_states=cond).sample
+            loss = F.mse_loss(pred, eps)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            with torch.no_grad():
+                d = min(ema_decay, (1 + step) / (10 + step))
+                for ema, live in ema_pairs:
+                    for pe, pl in zip(ema.parameters(), live.parameters()):
+                        pe.lerp_(pl, 1 - d)
+            losses.append(float(loss))
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}")
+        entry: dict[str, Any] = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
+                                 "loss": round(float(np.mean(losses)), 5),
+                                 "seconds": round(time.time() - t_epoch, 1)}
+        if eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+            te = time.time()
+            entry["heldout"] = winoground_eval(ema_unet, ema_text, tokenizer, alphas, eval_latents, evals,
+                                               n_t=eval_n_t, seed=seed)
+            entry["eval_seconds"] = round(time.time() - te, 1)
+        history.append(entry)
+        tensors = {**prefixed("unet", unet), **prefixed("text", text), **prefixed("ema_unet", ema_unet),
+                   **prefixed("ema_text", ema_text)}
+        save_state(ckpt, tensors, {"epoch": epoch + 1})
+        save_optim(optim_path, opt, {"epoch": epoch + 1})
+        _write_json(hist_path, {"epochs": history})
+        export_pipeline(out / "pipeline", vae, ema_unet, ema_text, tokenizer, scheduler)
+        ho = entry.get("heldout", {})
+        summary = " ".join(f"{k}={v['text']:.2f}" for k, v in ho.items()) if ho else ""
+        log(f"epoch {epoch + 1}/{epochs} loss {entry['loss']:.4f} ({entry['seconds']:.0f} s) held-out text {summary}")
+        write_sd_recipe(out, hparams, vae_hist, history, command, n_params(vae), n_params(unet), n_params(text))
+    log(f"done in {time.time() - started:.0f} s")
+    return {"history": history, "vae": vae_hist}
+
+
+def write_sd_recipe(out: Path, hparams: dict, vae_hist: dict, history: list[dict], command: str,
+                    vae_params: int, unet_params: int, text_params: int) -> None:
+    import datetime
+
+    prev = {}
+    if (out / "recipe.json").exists():
+        try:
+            prev = json.loads((out / "recipe.json").read_text())
+        except ValueError:
+            prev = {}
+    recipe = {
+        "model": "winodigits-sd",
+        "format": "diffusers StableDiffusionPipeline (vae, unet, text_encoder, tokenizer, scheduler)",
+        "architecture": {k: {kk: list(vv) if isinstance(vv, tuple) else vv for kk, vv in v.items()}
+                         for k, v in SD_ARCH.items()},
+        "params": {"vae": vae_params, "unet": unet_params, "text_encoder": text_params},
+        "tokenizer": f"CLIP BPE (open_clip's bpe_simple_vocab_16e6), model_max_length {CONTEXT}",
+        "data": ("random WinoDigits training scenes (winoeval.tasks.winodigits.training_scenes) from the 4,500 "
+                 "training digits of winoeval.tasks.mnist.mnist_split(); the 500 held-out digits never seen; "
+                 "captions re-drawn per use by winodigits.describe (either order, 50 % with a true 'not R')"),
+        "objective": "epsilon MSE, t uniform over 1000 scaled-linear DDPM steps, caption dropout p_uncond, "
+                     "text encoder trained jointly from scratch, EMA weights shipped",
+        "hyperparameters": hparams,
+        "vae_training": vae_hist,
+        "learning_curve_subset": f"first {EVAL_TAG_EXAMPLES} held-out test examples per tag (winodigits ids "
+                                 f"0..{EVAL_TAG_EXAMPLES * 4 - 1}), N=eval_n_t even timesteps, EMA weights",
+        "command": prev.get("command") or command,
+        "epochs_done": len(history),
+        "train_seconds": round(sum(h["seconds"] + h.get("eval_seconds", 0) for h in history)
+                               + vae_hist.get("seconds", 0), 1),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "date": datetime.date.today().isoformat(),
+        "history": history,
+    }
+    _write_json(out / "recipe.json", recipe)
+
+
+# --- OpenCLIP model -----------------------------------------------------------------------------
+CLIP_CFG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": wd.SIZE, "layers": 3, "width": 64, "patch_size": 4, "head_width": 16},
+    "text_cfg": {"context_length": CONTEXT, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 3},
+}
+CLIP_PREPROCESS = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic",
+                   "resize_mode": "shortest"}
+CLIP_ARCH = "winodigits-clip"
+
+
+def build_clip(seed: int, out: Path):
+    import logging
+
+    import open_clip
+
+    cfg_path = out / f"{CLIP_ARCH}.json"
+    _write_json(cfg_path, CLIP_CFG)
+    open_clip.add_model_config(cfg_path)
+    torch.manual_seed(seed)
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        model = open_clip.create_model(CLIP_ARCH, pretrained=None)
+    finally:
+        logger.setLevel(level)
+    return model, open_clip.get_tokenizer(CLIP_ARCH)
+
+
+def export_clip(path: Path, model, dtype=torch.float32) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    save_state(path / "open_clip_model.safetensors", {k: v.to(dtype) for k, v in model.state_dict().items()})
+    _write_json(path / "open_clip_config.json", {"model_cfg": CLIP_CFG, "preprocess_cfg": CLIP_PREPROCESS})
+    return path
+
+
+@torch.no_grad()
+def clip_eval(model, tokenizer, images: torch.Tensor, examples: list[dict]) -> dict:
+    model.eval()
+    img = F.normalize(model.encode_image(images), dim=-1)
+    txt = F.normalize(model.encode_text(tokenizer([c for ex in examples for c in ex["captions"]])), dim=-1)
+    out = {}
+    for tag in list(wd.TAGS) + ["all"]:
+        idx = [k for k, ex in enumerate(examples) if tag in ("all", ex["tag"])]
+        text_ok = img_ok = 0
+        for k in idx:
+            s = img[2 * k:2 * k + 2] @ txt[2 * k:2 * k + 2].T  # s[i, j] = s(C_j, I_i)
+            t_ok = bool(s[0, 0] > s[0, 1] and s[1, 1] > s[1, 0])
+            i_ok = bool(s[0, 0] > s[1, 0] and s[1, 1] > s[0, 1])
+            text_ok += t_ok
+            img_ok += i_ok
+        out[tag] = {"text": text_ok / len(idx), "image": img_ok / len(idx), "n": len(idx)}
+    return out
+
+
+def train_clip(out: str | os.PathLike, *, epochs: int = 30, steps_per_epoch: int = 200, batch_size: int = 256,
+               lr: float = 1e-3, pool: int = 40_000, seed: int = 0, resume: bool = False,
+               threads: int | None = None, progress: bool = True, command: str = "",
+               log: Callable[[str], None] = print) -> dict:
+    """Train the tiny OpenCLIP model in ``out`` (InfoNCE, in-batch negatives only)."""
+    import datetime
+
+    from safetensors.torch import load_file
+    from tqdm.auto import tqdm
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt, optim_path, hist_path = out / "checkpoint.safetensors", out / "optim.pt", out / "history.json"
+    if not resume and ckpt.exists():
+        raise FileExistsError(f"{ckpt} exists: pass --resume to continue it, or choose another --out")
+    hparams = dict(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, pool=pool, seed=seed)
+    model, tokenizer = build_clip(seed, out)
+    images, scenes = wd.training_scenes(pool, seed=seed + 202)
+    evals = eval_examples()
+    eval_images = to_tensor(np.stack([wd.render_array(s) for ex in evals for s in ex["scenes"]]))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
+    history: list[dict] = []
+    start_epoch = 0
+    if resume and ckpt.exists():
+        model.load_state_dict(load_file(str(ckpt)))
+        opt.load_state_dict(torch.load(optim_path, weights_only=False)["optimizer"])
+        history = json.loads(hist_path.read_text())["epochs"]
+        start_epoch = len(history)
+        log(f"resumed after epoch {start_epoch}")
+    total = epochs * steps_per_epoch
+    for epoch in range(start_epoch, epochs):
+        rng = np.random.default_rng([seed, 9, epoch])
+        model.train()
+        t_epoch, losses = time.time(), []
+        bar = tqdm(range(steps_per_epoch), desc=f"clip epoch {epoch + 1}/{epochs}", disable=not progress,
+                   mininterval=10)
+        for i in bar:
+            step = epoch * steps_per_epoch + i
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(step, total, 200, lr)
+            idx = rng.choice(pool, batch_size, replace=False)
+            x = to_tensor(images[idx])
+            tokens = tokenizer([wd.describe(scenes[j], rng) for j in idx])
+            img_f, txt_f, scale = model(x, tokens)[:3]
+            logits = scale * img_f @ txt_f.T
+            labels = torch.arange(batch_size)
+            loss = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            losses.append(float(loss))
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        entry = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": round(float(np.mean(losses)), 5),
+                 "seconds": round(time.time() - t_epoch, 1), "heldout": clip_eval(model, tokenizer, eval_images, evals)}
+        history.append(entry)
+        save_state(ckpt, model.state_dict(), {"epoch": epoch + 1})
+        save_optim(optim_path, opt, {"epoch": epoch + 1})
+        _write_json(hist_path, {"epochs": history})
+        export_clip(out / "model", model)
+        summary = " ".join(f"{k}={v['text']:.2f}" for k, v in entry["heldout"].items())
+        log(f"clip epoch {epoch + 1}/{epochs} loss {entry['loss']:.4f} ({entry['seconds']:.0f} s) held-out text {summary}")
+        prev = json.loads((out / "recipe.json").read_text()) if (out / "recipe.json").exists() else {}
+        _write_json(out / "recipe.json", {
+            "model": "winodigits-clip", "format": "open_clip local-dir (open_clip_config.json + safetensors)",
+            "model_cfg": CLIP_CFG, "preprocess_cfg": CLIP_PREPROCESS, "params": n_params(model),
+            "data": "random WinoDigits training scenes from the 4,500 training digits (see winodigits-sd)",
+            "objective": "symmetric InfoNCE, learned temperature, in-batch negatives only (no hard negatives)",
+            "hyperparameters": hparams, "command": prev.get("command") or command, "epochs_done": len(history),
+            "train_seconds": round(sum(h["seconds"] for h in history), 1), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "date": datetime.date.today().isoformat(), "history": history})
+    return {"history": history}

@@ -1,0 +1,148 @@
+"""The WinoDigits models, trained here on the ``winodigits`` training scenes and shipped in the package.
+
+* ``winodigits-sd``: a tiny latent diffusion model in the diffusers ``StableDiffusionPipeline`` format
+  (``winodigits_sd/``: AutoencoderKL with 4× down-sampling, UNet2DConditionModel with cross-attention,
+  a CLIPTextModel trained from scratch with the CLIP BPE tokenizer, DDPM scheduler). It is loaded by the
+  ``sd`` plugin's own code: ``winodigits-sd`` is exactly ``sd:<that folder>``.
+* ``winodigits-clip``: a tiny OpenCLIP model (``winodigits_clip/``: ``open_clip_config.json`` +
+  ``open_clip_model.safetensors``), loaded by the ``openclip`` plugin: ``openclip:<that folder>``.
+
+Training: ``winoeval train winodigits-sd --out DIR`` and ``winoeval train winodigits-clip --out DIR``
+(resumable with ``--resume``; recipes with the learning curve in ``DIR/recipe.json``; the shipped
+recipes are ``winodigits_sd/recipe.json`` and ``winodigits_clip/recipe.json``).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from winoeval.hookspecs import hookimpl
+
+HERE = Path(__file__).resolve().parent
+SD_DIR = HERE / "winodigits_sd"
+CLIP_DIR = HERE / "winodigits_clip"
+SD_OPTIONS = {"text_batch_size": "texts per text-encoder batch [64]", "attention": "auto, sdpa or xformers",
+              "revision": "(hub only; ignored for the shipped folder)", "variant": "weight file variant"}
+CLIP_OPTIONS = {"batch_size": "images/texts per forward batch [64]", "quick_gelu": "force QuickGELU (not needed)"}
+
+
+def _missing(what: str, folder: Path, train: str) -> Exception:
+    from winoeval.config import ConfigError
+
+    return ConfigError(f"{what}: the shipped weights are missing ({folder}); reinstall winoeval, or train them "
+                       f"with `winoeval train {train} --out DIR` and pass --model "
+                       f"{'sd' if 'sd' in train else 'openclip'}:DIR/{'pipeline' if 'sd' in train else 'model'}")
+
+
+def load_sd(argument, config):
+    from . import stable_diffusion
+
+    if not (SD_DIR / "model_index.json").is_file():
+        raise _missing("winodigits-sd", SD_DIR, "winodigits-sd")
+    model = stable_diffusion.load(str(SD_DIR), config)
+    model.source = "winodigits-sd"
+    return model
+
+
+def load_clip(argument, config):
+    from . import openclip
+
+    if not (CLIP_DIR / "open_clip_config.json").is_file():
+        raise _missing("winodigits-clip", CLIP_DIR, "winodigits-clip")
+    return openclip.load(str(CLIP_DIR), config)
+
+
+def _fingerprint(folder: Path):
+    def fingerprint(argument=None, config=None):
+        try:
+            from winoeval.fingerprint import hash_path
+        except ImportError:
+            return None
+        return hash_path(folder) if folder.exists() else None
+
+    return fingerprint
+
+
+def _command() -> str:
+    return "winoeval " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@click.command(name="winodigits-sd")
+@click.option("--out", "out", type=click.Path(file_okay=False), default="runs/winodigits-sd", show_default=True,
+              help="Folder for checkpoints (resumable), the exported pipeline (OUT/pipeline) and recipe.json.")
+@click.option("--epochs", type=click.IntRange(min=1), default=14, show_default=True)
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="AdamW peak learning rate (cosine).")
+@click.option("--ema-decay", type=float, default=0.999, show_default=True)
+@click.option("--p-uncond", type=float, default=0.1, show_default=True, help="Caption dropout (to '').")
+@click.option("--pool", type=click.IntRange(min=100), default=30_000, show_default=True,
+              help="Training scenes rendered and VAE-encoded once.")
+@click.option("--vae-steps", type=click.IntRange(min=1), default=1200, show_default=True)
+@click.option("--vae-batch", type=click.IntRange(min=2), default=32, show_default=True)
+@click.option("--eval-every", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Held-out per-tag scores every N epochs (0: never).")
+@click.option("--eval-n-t", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Timesteps per held-out evaluation.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+@click.option("--no-progress", is_flag=True, help="No tqdm bar (one log line per epoch).")
+def train_sd_command(out, epochs, steps_per_epoch, batch_size, lr, ema_decay, p_uncond, pool, vae_steps, vae_batch,
+                     eval_every, eval_n_t, seed, resume, threads, no_progress):
+    """Train winodigits-sd: VAE, then U-Net + text encoder jointly (CPU; see BENCHMARKS.md for times)."""
+    from . import _winodigits_train as tr
+
+    try:
+        tr.train_sd(out, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
+                    ema_decay=ema_decay, p_uncond=p_uncond, pool=pool, vae_steps=vae_steps, vae_batch=vae_batch,
+                    eval_every=eval_every, eval_n_t=eval_n_t, seed=seed, resume=resume, threads=threads,
+                    progress=not no_progress, command=_command(), log=_log)
+    except FileExistsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.command(name="winodigits-clip")
+@click.option("--out", "out", type=click.Path(file_okay=False), default="runs/winodigits-clip", show_default=True,
+              help="Folder for checkpoints (resumable), the exported model (OUT/model) and recipe.json.")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="AdamW peak learning rate (cosine).")
+@click.option("--pool", type=click.IntRange(min=100), default=30_000, show_default=True,
+              help="Training scenes rendered once.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+@click.option("--no-progress", is_flag=True, help="No tqdm bar (one log line per epoch).")
+def train_clip_command(out, epochs, steps_per_epoch, batch_size, lr, pool, seed, resume, threads, no_progress):
+    """Train winodigits-clip: a tiny OpenCLIP, contrastive with in-batch negatives only."""
+    from . import _winodigits_train as tr
+
+    if pool < batch_size:
+        raise click.UsageError(f"--pool ({pool}) must be at least --batch-size ({batch_size})")
+    try:
+        tr.train_clip(out, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, pool=pool,
+                      seed=seed, resume=resume, threads=threads, progress=not no_progress, command=_command(),
+                      log=_log)
+    except FileExistsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@hookimpl
+def winoeval_register_models(register):
+    register("winodigits-sd", load_sd, train=train_sd_command, options=dict(SD_OPTIONS),
+             fingerprint=_fingerprint(SD_DIR),
+             description="tiny latent diffusion model trained on WinoDigits scenes (shipped; SD pipeline format, "
+                         "runs through the sd plugin)")
+    register("winodigits-clip", load_clip, train=train_clip_command, options=dict(CLIP_OPTIONS),
+             fingerprint=_fingerprint(CLIP_DIR),
+             description="tiny OpenCLIP trained contrastively on WinoDigits scenes (shipped; openclip plugin)")
