@@ -138,6 +138,19 @@ def test_compare_calibrate_option(tmp_path):
             best = int(np.argmax(r["scores"][0]))
             r["verdicts"] = {"prediction": best, "correct": best == r["label"]}
         paths.append(str(_write(d, recs)))
-    result = CliRunner().invoke(compare_command, [*paths, "--calibrate", "--n-boot", "200"])
+    page = tmp_path / "r.html"
+    result = CliRunner().invoke(compare_command, [*paths, "--calibrate", "--n-boot", "200", "--html", str(page),
+                                                  "--no-images"])
     assert result.exit_code == 0, result.output
     assert "Calibration" in result.output and "| m #2 |" in result.output
+    html = page.read_text()  # the same table in the HTML report
+    assert "<h2>Calibration</h2>" in html and '<td class="l">m #2</td>' in html and "ECE τ fitted" in html
+
+
+def test_calibrate_without_log_samples_says_rerun(tmp_path):
+    results = {"config": {}, "model": {"name": "m", "plugin": "x"}, "task": {"name": "fake-cls"},
+               "results": {"fake-cls": {"metric": "classification"}}}
+    (tmp_path / "results_s.json").write_text(json.dumps(results))
+    result = CliRunner().invoke(calibrate_command, [str(tmp_path / "results_s.json")])
+    assert result.exit_code != 0 and "rerun the same `winoeval run` command with --log-samples" in result.output.lower()
+    assert "compare the new" not in result.output

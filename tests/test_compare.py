@@ -341,3 +341,58 @@ def test_compare_modules_are_layered():
         for module in layer:
             assert not graph[module] & above, f"{module} imports {sorted(graph[module] & above)} from a layer above"
     assert not any("winoeval.compare" in deps for m, deps in graph.items() if m != "winoeval.cli")
+
+
+def test_plot_names_chance_and_subsets_that_repeat_all(tmp_path):
+    from winoeval.plot import chance_level, short_label, short_labels
+
+    assert short_label("sd:/data/models/stable-diffusion-2-base") == "sd:…/stable-diffusion-2-base"
+    assert short_label("openclip:ViT-H-14//data/vit-h-14/open_clip_pytorch_model.bin") == "openclip:ViT-H-14"
+    assert short_label("analytic:10") == "analytic:10"
+    # two runs that would shorten to the same name keep their full names
+    long_a, long_b = "sd:/data/one/place/models/sd2", "sd:/data/another/place/models/sd2"
+    assert short_labels([long_a, long_b]) == {long_a: long_a, long_b: long_b}
+    assert [chance_level({"metric": "winoground"}, m) for m in ("text", "image", "group")] == \
+        [0.25, 0.25, pytest.approx(1 / 6)]
+    assert chance_level({"metric": "classification", "n_classes": 37}, "accuracy") == pytest.approx(1 / 37)
+    # every example tagged Object: that subset repeats `all` and is left out (and said so)
+    recs = [dict(wino_record(i, A_TEXT[i]), meta={"collapsed_tag": "Object"}) for i in IDS]
+    a = write_run(tmp_path / "a", "model-a", "fake-wino", recs)
+    b = write_run(tmp_path / "b", "model-b", "fake-wino", [dict(r, verdicts=dict(r["verdicts"])) for r in recs])
+    out_json, png = tmp_path / "c.json", tmp_path / "c.png"
+    result = invoke(a, b, "--json", out_json, "--plot", png)
+    assert result.exit_code == 0, result.output
+    comp = json.loads(out_json.read_text())
+    assert comp["same_as_all"] == ["collapsed_tag=Object"]
+    assert {s["subset"] for s in comp["scores"]} == {"all"} and {p["subset"] for p in comp["pairs"]} == {"all"}
+    assert "every example has collapsed_tag=Object" in result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_html_summary_pairs_legend_and_labels(two_runs, tmp_path):
+    import re
+
+    from winoeval.html_report import class_name
+
+    html_path = tmp_path / "r.html"
+    result = invoke(*two_runs, "--html", html_path, "--no-images")
+    assert result.exit_code == 0, result.output
+    page = html_path.read_text()
+    summary = re.search(r'<table class="summary">(.*?)</table>', page, re.S).group(1)
+    rows = re.findall(r"<tr>(.*?)</tr>", summary, re.S)
+    assert len(rows) == 2 + 3  # two header rows; all, Object, Relation
+    assert [m for m in re.findall(r'<th colspan="2">(\w+)</th>', rows[0])] == ["text", "image", "group"]
+    assert re.findall(r"<th[^>]*>(model-[ab])</th>", rows[1]) == ["model-a", "model-b"] * 3
+    first = re.findall(r"<td( class=\"best\")?>([\d.]+)<br>", rows[2])
+    # all: text 65.0 vs 35.0 (A bold), image 100 vs 100 (both bold), group as text
+    assert first == [(' class="best"', "65.0"), ("", "35.0"), (' class="best"', "100.0"),
+                     (' class="best"', "100.0"), (' class="best"', "65.0"), ("", "35.0")]
+    pairs = re.search(r'<table class="pairs">(.*?)</table>', page, re.S).group(1)
+    text_object = next(r for r in re.findall(r"<tr>(.*?)</tr>", pairs, re.S) if "collapsed_tag=Object" in r
+                       and ">text<" in r)
+    assert re.findall(r'<a href="#ex-(ex\d+)">', text_object) == ["ex00", "ex02", "ex04", "ex06", "ex08"]
+    for eid in ("ex00", "ex08"):
+        assert f'<section id="ex-{eid}"' in page
+    assert "Orange stripe" in page and "<b class=\"best\">Bold</b>" in page and "#show=disagree" in page
+    assert class_name(7, [str(d) for d in range(10)]) == "7"  # mnist: the label once, not "7 (7)"
+    assert class_name(1, ["cat", "dog"]) == "dog (1)" and class_name(3, None) == "3"

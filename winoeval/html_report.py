@@ -104,7 +104,7 @@ JS = """
   }
   sel.addEventListener('change',toHash); q.addEventListener('input',toHash);
   window.addEventListener('hashchange',fromHash); fromHash();
-  var zoom=document.getElementById('zoom'), big=zoom.querySelector('img');
+  var zoom=document.getElementById('zoom'), big=document.createElement('img'); zoom.appendChild(big);
   document.addEventListener('click',function(e){
     var im=e.target;
     if(im.tagName==='IMG'&&im.closest('figure')){
@@ -403,6 +403,10 @@ def render_html(comp: dict[str, Any], runs, ids: Sequence[str], images: dict[str
             body, flags = _classification_block(eid, runs, images, class_names)
             flags["disagree"] = flags["disagree-correct"]
         n_disagree += flags["disagree"]
+        if not winoground:  # a tag that only repeats the true label (mnist's digit=7): the label is shown once
+            label = runs[0].records[eid].get("label")
+            same = {str(label), class_name(label, class_names)}
+            meta = {k: v for k, v in meta.items() if str(v) not in same}
         tags = _tags(meta)
         attrs = " ".join(f'data-{k}="{int(v)}"' for k, v in flags.items())
         search = f"{eid} {tags}".lower()
@@ -444,7 +448,7 @@ def render_html(comp: dict[str, Any], runs, ids: Sequence[str], images: dict[str
             f'<label>filter <input id="q" type="search" placeholder="id or tag"></label> '
             f'<span id="count"></span></div>'
             + "\n".join(sections)
-            + '<div id="zoom" hidden><img alt=""></div>'
+            + '<div id="zoom" hidden></div>'
             + f"<script>{JS}</script></body></html>\n")
 
 

@@ -66,10 +66,10 @@ def write_plot(path: str | Path, comp: dict[str, Any]) -> None:
     by = {(row["subset"], row["metric"]): row for row in comp["scores"]}
     n_models = len(labels)
     group_w = max(1.0, 0.45 * n_models + 0.3)
-    width_in = min(24.0, max(6.5, 1.6 + len(subset_names) * group_w))
+    width_in = min(24.0, max(5.0, 1.6 + len(subset_names) * group_w))
     fig, axes = plt.subplots(len(metrics), 1, figsize=(width_in, 3.0 * len(metrics) + 0.8), squeeze=False)
     x = np.arange(len(subset_names))
-    bar = 0.8 / n_models
+    bar = min(0.8 / n_models, 0.3)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     # subsets "key=value": tick shows the value and n; the key is written once under its run of groups
     keys = [s.split("=", 1)[0] if "=" in s else None for s in subset_names]
@@ -84,7 +84,7 @@ def write_plot(path: str | Path, comp: dict[str, Any]) -> None:
             ax.bar(pos, vals, bar * 0.92, yerr=err, capsize=3, label=names[label], color=color, alpha=0.85,
                    edgecolor=color, linewidth=1.5, error_kw={"elinewidth": 1, "ecolor": "#333"}, zorder=2)
             for px, v, top in zip(pos, vals, hi):
-                ax.text(px, top + 1.5, f"{v:.0f}", ha="center", va="bottom", fontsize=7, color="#333")
+                ax.text(px, top + 1.5, f"{v:.1f}".rstrip("0").rstrip("."), ha="center", va="bottom", fontsize=7, color="#333")
         chance = chance_level(comp, metric)
         if chance is not None:
             ax.axhline(100 * chance, color="#555", linestyle="--", linewidth=1, zorder=1)
