@@ -22,8 +22,9 @@ relation     a red 3 left of a blue 7 not above          a red 3 above a blue 7 
 control      a red 3 left of a blue 7                    a red 5 left of a blue 7  (one word differs)
 ===========  ==========================================  ==========================================
 
-``control`` changes one digit, one colour or the relation (in turn), so any model that reads the text
-passes it; it separates "ignores the text" from "reads words but cannot bind them". The two digits of
+``control`` changes one digit, one colour or the relation (in turn; a relation phrase such as "left of"
+counts as one word, and the new relation is on the other axis, e.g. left of ↔ above), so any model that
+reads the text passes it; it separates "ignores the text" from "reads words but cannot bind them". The two digits of
 an example always differ, and so do their two colours.
 
 Test scenes use only the **held-out** digits of :func:`winoeval.tasks.mnist.mnist_split`; training
@@ -192,8 +193,9 @@ def make_example(index: int, seed: int = DEFAULT_SEED) -> dict[str, Any]:
         elif contrast == "colour":
             things[which] = Thing(c3, things[which].digit, things[which].source)
             s1 = Scene(things[0], things[1], r1, offset)
-        else:
-            s1 = Scene(a, b, r2, offset)
+        else:  # the other axis: a one-word reading test (left of ↔ right of would be a binding test)
+            across = [r for r in RELATIONS if _axis(r) != _axis(r1)]
+            s1 = Scene(a, b, across[int(rng.integers(len(across)))], offset)
         cap1 = s1.caption()
     return {"id": f"winodigits-{index:04d}", "tag": tag, "contrast": contrast, "scenes": [s0, s1],
             "captions": [cap0, cap1]}
