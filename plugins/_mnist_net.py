@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from winoeval.training import check_resume_settings, nothing_left, publish, start_mode
+
 T_STEPS = 400
 BETA_START, BETA_END = 1e-4, 0.02
 NULL_CLASS = 10
@@ -156,7 +158,7 @@ def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor], config
     meta.update(extra or {})
     tmp = Path(str(path) + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    publish(tmp, path)  # 0644 under the usual umask (safetensors writes 0600)
 
 
 def load_net(path: str | os.PathLike, device="cpu", dtype=torch.float32, prefix: str = "") -> ContextUNet:
@@ -218,16 +220,21 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 def train(x: torch.Tensor, y: torch.Tensor, out_dir: str | os.PathLike, config: TrainConfig | None = None,
           net_config: NetConfig | None = None, resume: bool = False, progress: bool = True,
           max_steps_per_epoch: int | None = None, log: Callable[[str], None] = print,
-          stop_after_epoch: int | None = None, device: str | torch.device = "cpu") -> dict:
+          stop_after_epoch: int | None = None, device: str | torch.device = "cpu", overwrite: bool = False) -> dict:
     """Train on ``x`` (N,1,28,28) in [-1,1], ``y`` (N,) long; checkpoints in ``out_dir`` each epoch.
 
     Files in ``out_dir``: ``checkpoint.safetensors`` (``model.*`` and ``ema.*`` float32),
     ``optim.pt`` (optimizer + scheduler state and the epoch count; loads with ``weights_only=True``),
     ``mnist_unet.safetensors`` (the EMA weights in float16: the shippable model) and
-    ``history.json`` (per-epoch loss and time). ``resume=True`` continues from the last finished
-    epoch and gives the same weights as an uninterrupted run. ``stop_after_epoch`` stops early
-    (as if interrupted), for tests. Random draws always come from CPU generators, so a run on
-    another ``device`` sees the same data order, timesteps and noise.
+    ``history.json`` (per-epoch loss, time and learning rates). ``resume=True`` continues from the last
+    finished epoch and gives the same weights as an uninterrupted run. A larger ``config.epochs`` on
+    resume extends a finished run: the learning rate is a closed-form function of (step, total steps)
+    (one cycle), so the remaining steps follow exactly the longer run's schedule; the epochs already done
+    followed the shorter schedule (the rate annealed to ~0 at their end), so the weights differ from a
+    straight longer run's. Other settings cannot change on resume. A folder that holds a checkpoint is
+    refused without ``resume`` unless ``overwrite`` (conventions of :mod:`winoeval.training`).
+    ``stop_after_epoch`` stops early (as if interrupted), for tests. Random draws always come from CPU
+    generators, so a run on another ``device`` sees the same data order, timesteps and noise.
     """
     from safetensors.torch import load_file
 
@@ -252,22 +259,32 @@ def train(x: torch.Tensor, y: torch.Tensor, out_dir: str | os.PathLike, config: 
     if max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, max_steps_per_epoch)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
 
     start_epoch = 0
     history: list[dict] = []
     ckpt, optim_path, hist_path = out / "checkpoint.safetensors", out / "optim.pt", out / "history.json"
-    if resume and ckpt.exists() and optim_path.exists():
+    mode = start_mode(out, [ckpt.name, optim_path.name], resume=resume, overwrite=overwrite, log=log,
+                      run_files=["mnist_unet.safetensors", hist_path.name, "mnist_unet.json"])
+    if mode == "resume":
+        state = torch.load(optim_path, weights_only=True)
+        check_resume_settings(json.loads(state.get("train_config") or "{}"), asdict(cfg))
         tensors = load_file(str(ckpt))
         net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        state = torch.load(optim_path, weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        opt.load_state_dict(state["optimizer"])  # its param groups carry the one-cycle bounds
         start_epoch = int(state["epoch"])
         if hist_path.exists():
             history = json.loads(hist_path.read_text())[:start_epoch]
-        log(f"resumed from {ckpt} after epoch {start_epoch}")
+        if nothing_left(start_epoch, cfg.epochs, out, log):
+            return {"history": history, "params": n_params(net), "seconds": 0.0, "net": net, "ema": ema,
+                    "epochs_trained": 0}
+        log(f"resumed from {ckpt} after epoch {start_epoch}" + (
+            f" (extending the run to {cfg.epochs} epochs)" if json.loads(state.get("train_config") or "{}")
+            .get("epochs", cfg.epochs) != cfg.epochs else ""))
+    # One cycle over this run's total: at step k the rate depends only on (k, total), so a resumed or an
+    # extended run takes the same rate at each step as a straight run of cfg.epochs.
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
+                                                last_epoch=start_epoch * steps_per_epoch - 1)
 
     x = x.float()
     y = y.long()
@@ -280,6 +297,7 @@ def train(x: torch.Tensor, y: torch.Tensor, out_dir: str | os.PathLike, config: 
         net.train()
         total, count = 0.0, 0
         e_start = time.time()
+        lr_start = sched.get_last_lr()[0]
         batches: Iterable[int] = range(steps_per_epoch)
         bar = None
         if progress:
@@ -320,17 +338,17 @@ def train(x: torch.Tensor, y: torch.Tensor, out_dir: str | os.PathLike, config: 
             bar.close()
         seconds = time.time() - e_start
         history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": round(seconds, 1),
-                        "lr_end": sched.get_last_lr()[0]})
+                        "lr_start": lr_start, "lr_end": sched.get_last_lr()[0]})
         tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
         save_weights(ckpt, tensors, ncfg, extra={"epoch": str(epoch + 1)})
         tmp = optim_path.with_suffix(".tmp")
         torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch + 1,
                     "train_config": json.dumps(asdict(cfg))}, tmp)
-        os.replace(tmp, optim_path)
+        publish(tmp, optim_path)
         save_weights(out / "mnist_unet.safetensors", ema.state_dict(), ncfg, dtype=torch.float16,
                      extra={"epoch": str(epoch + 1), "train_config": json.dumps(asdict(cfg))})
         hist_path.write_text(json.dumps(history, indent=1))
         log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / max(count, 1):.5f} ({seconds:.1f} s)")
     return {"history": history, "params": n_params(net), "seconds": time.time() - t_start,
-            "net": net, "ema": ema}
+            "net": net, "ema": ema, "epochs_trained": len(history) - start_epoch}

