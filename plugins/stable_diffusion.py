@@ -178,6 +178,35 @@ class StableDiffusionDenoiser:
                 eps = (x_t.float() - a * out.float()) / s.clamp_min(1e-8)
             return eps.to(self.dtype)
 
+    def sample(self, label: str, n: int, guidance: float = 2.0, seed: int = 0, steps: int = 50) -> list:
+        """``n`` images of the prompt ``label``: DDIM (η = 0, ``steps`` steps, on the pipeline's own
+        schedule) with classifier-free guidance ε̂ = (1 + w)·ε(z, c) − w·ε(z, ∅), then the VAE decoder."""
+        import numpy as np
+        import torch
+        from diffusers import DDIMScheduler
+        from PIL import Image
+
+        scheduler = DDIMScheduler.from_config(self.scheduler.config)
+        scheduler.set_timesteps(int(steps))
+        cond = self.encode_texts([label, ""])
+        c, null = cond[:1].expand(n, -1, -1), cond[1:].expand(n, -1, -1)
+        size = self.resolution // self.vae_scale_factor
+        gen = torch.Generator().manual_seed(int(seed))
+        z = torch.randn((n, self.unet.config.in_channels, size, size), generator=gen).to(self.device)
+        with torch.inference_mode():
+            for t in scheduler.timesteps:
+                tt = torch.full((n,), int(t), dtype=torch.long)
+                if guidance:
+                    eps2 = self.predict_noise(torch.cat([z, z]), torch.cat([tt, tt]), torch.cat([c, null])).float()
+                    eps = (1 + guidance) * eps2[:n] - guidance * eps2[n:]
+                else:
+                    eps = self.predict_noise(z, tt, c).float()
+                z = scheduler.step(eps, t, z.float()).prev_sample
+            z = z / self.scaling_factor + (self.shift_factor or 0.0)
+            x = self.vae.decode(z.to(self.vae_dtype)).sample.float()
+        pix = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return [Image.fromarray(np.ascontiguousarray(p), mode="RGB") for p in pix]
+
     def enable_attention(self, mode: str = "auto") -> str:
         """``sdpa`` (PyTorch's fused attention, diffusers' default), ``xformers`` (required), or
         ``auto`` (xformers if installed on CUDA, else SDPA). Returns what is in use."""

@@ -296,7 +296,7 @@ def train() -> None:
 
 @cli.command()
 @click.option("--model", "-m", required=True, help="A model whose plugin can sample (e.g. mnist-unet).")
-@click.option("--label", required=True, help="The text/class to condition on.")
+@click.option("--label", "--prompt", "label", required=True, help="The text/class (or prompt) to condition on.")
 @click.option("--guidance", default=2.0, show_default=True, help="Classifier-free guidance weight w.")
 @click.option("--n", "n", default=16, show_default=True, help="Number of samples.")
 @click.option("--seed", default=0, show_default=True)
