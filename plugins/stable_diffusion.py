@@ -109,8 +109,9 @@ class StableDiffusionDenoiser:
 
     # --- preprocessing ------------------------------------------------------------------------
     def preprocess(self, images: list) -> "Any":
-        """PIL images → (B, 3, R, R) float32 in [−1, 1]: RGB, bicubic resize of the shorter side to R,
-        centre crop (torchvision's Resize + CenterCrop arithmetic, as in the paper's code)."""
+        """PIL images → (B, 3, R, R) float32 in [−1, 1]: bicubic resize of the shorter side to R, centre
+        crop (torchvision's Resize + CenterCrop arithmetic), *then* RGB — the paper's code's order, which
+        differs from converting first for palette (resized nearest-neighbour by PIL) and RGBA images."""
         import numpy as np
         import torch
         from PIL import Image
@@ -118,7 +119,6 @@ class StableDiffusionDenoiser:
         size = self.resolution
         out = []
         for im in images:
-            im = im.convert("RGB")
             w, h = im.size
             if (w, h) != (size, size):
                 short, long = (w, h) if w <= h else (h, w)
@@ -128,7 +128,7 @@ class StableDiffusionDenoiser:
                 left = int(round((new_w - size) / 2.0))
                 top = int(round((new_h - size) / 2.0))
                 im = im.crop((left, top, left + size, top + size))
-            out.append(np.asarray(im, dtype=np.float32))
+            out.append(np.asarray(im.convert("RGB"), dtype=np.float32))
         x = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2) / 255.0
         return x * 2.0 - 1.0
 

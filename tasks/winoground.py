@@ -75,14 +75,14 @@ def _check_columns(ds, where: str) -> None:
                           f"(it has {', '.join(ds.column_names)})")
 
 
-def _images(row: dict, features: dict):
+def _images(row: dict, features: dict, root=None):
     """A zero-argument callable that decodes the pair (the runner calls it inside its guard)."""
     from winoeval.localdata import open_image
 
     values = [row[c] for c in IMAGE_COLUMNS]
 
     def images() -> list:
-        return [open_image(v, features[c], name=c) for v, c in zip(values, IMAGE_COLUMNS)]
+        return [open_image(v, features[c], name=c, root=root) for v, c in zip(values, IMAGE_COLUMNS)]
 
     return images
 
@@ -120,7 +120,7 @@ def load(argument: str | None, config: Any):
                 "secondary_tag": secondary_tags(row["secondary_tag"]),
                 "tag": row["tag"],
             }
-            yield Example(id=eid, images=_images(row, features), texts=[row["caption_0"], row["caption_1"]],
+            yield Example(id=eid, images=_images(row, features, data_dir), texts=[row["caption_0"], row["caption_1"]],
                           meta=meta)
 
     name = "winoground" + (f":{subset.lower()}" if subset else "")

@@ -25,6 +25,15 @@ def _fresh_registry(monkeypatch):
     registry.reset()
 
 
+@pytest.fixture(autouse=True)
+def _private_hash_memo(tmp_path_factory, monkeypatch):
+    """Content hashes are remembered per test session, never in the user's ~/.cache."""
+    from winoeval import fingerprint
+
+    monkeypatch.setenv("WINOEVAL_HASH_CACHE", str(tmp_path_factory.getbasetemp() / "hashes.json"))
+    monkeypatch.setattr(fingerprint, "_memo", None)
+
+
 @pytest.fixture
 def cli_env():
     """Environment for ``winoeval`` subprocesses: offline, and this interpreter's scripts on PATH."""

@@ -297,8 +297,8 @@ def train() -> None:
 @cli.command()
 @click.option("--model", "-m", required=True, help="A model whose plugin can sample (e.g. mnist-unet).")
 @click.option("--label", "--prompt", "label", required=True, help="The text/class (or prompt) to condition on.")
-@click.option("--guidance", default=2.0, show_default=True, help="Classifier-free guidance weight w.")
-@click.option("--n", "n", default=16, show_default=True, help="Number of samples.")
+@click.option("--guidance", default=2.0, show_default=True, type=float, help="Classifier-free guidance weight w.")
+@click.option("--n", "n", default=16, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG grid to write.")
@@ -307,24 +307,35 @@ def sample(model, label, guidance, n, seed, device, out) -> None:
     from . import registry
     from .config import ConfigError, RunConfig
 
+    import os
+    from pathlib import Path
+
+    folder = Path(out).expanduser().resolve().parent  # checked before minutes of sampling, not after
+    if not folder.is_dir():
+        raise click.UsageError(f"--out {out}: the folder {str(folder)!r} does not exist; create it or pick another path")
+    if not os.access(folder, os.W_OK):
+        raise click.UsageError(f"--out {out}: the folder {str(folder)!r} is not writable")
     try:
+        from .runner import check_device
+
         entry, arg = registry.resolve("model", model)
         config = RunConfig(model=model, task="-", device=device)
+        check_device(device)
+        loaded = entry.loader(arg, config)
     except (ConfigError, registry.UnknownNameError) as exc:
         raise click.UsageError(str(exc)) from None
-    loaded = entry.loader(arg, config)
     if not hasattr(loaded, "sample"):
         raise click.UsageError(f"model {model!r} cannot sample (its plugin has no sample())")
-    images = loaded.sample(label=label, n=n, guidance=guidance, seed=seed)
-    from PIL import Image
+    if hasattr(loaded, "encode_texts"):
+        try:
+            loaded.encode_texts([label])  # an unknown label fails now, in one line
+        except (ValueError, KeyError) as exc:
+            raise click.UsageError(f"--label {label!r}: {exc}") from None
+    from .sampling import accepts, make_grid, sample_title
 
-    cols = min(len(images), 8)
-    rows = -(-len(images) // cols)
-    w, h = images[0].size
-    grid = Image.new(images[0].mode, (cols * w, rows * h))
-    for k, im in enumerate(images):
-        grid.paste(im, ((k % cols) * w, (k // cols) * h))
-    grid.save(out)
+    extra = {"progress": True} if accepts(loaded.sample, "progress") else {}  # a tqdm bar over the steps
+    images = loaded.sample(label=label, n=n, guidance=guidance, seed=seed, **extra)
+    make_grid(images, sample_title(model, label, guidance, seed, len(images))).save(out)
     click.echo(f"wrote {len(images)} samples of {label!r} to {out}")
 
 

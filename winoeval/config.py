@@ -100,8 +100,10 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown --dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
-        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"unknown --device {self.device!r}; use auto, cpu, cuda or cuda:N")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not (
+                self.device.startswith("cuda:") and self.device[5:].isdigit()):
+            raise ConfigError(f"unknown --device {self.device!r}; use auto, cpu, cuda or cuda:N (N a GPU index, "
+                              f"e.g. cuda:0)")
         if self.limit is not None and self.limit <= 0:
             raise ConfigError(f"--limit must be positive, got {self.limit}")
 

@@ -208,26 +208,45 @@ def undecoded(ds, columns):
     return ds, originals
 
 
-def open_image(value, feature=None, name: str = "image"):
-    """Decode one stored image (``{"bytes", "path"}`` dict, a path, or a PIL image) to an RGB PIL image.
+def _inside(root: str | os.PathLike, value: dict, name: str) -> dict:
+    """A stored image given by ``path`` only is read from inside ``root`` (``--data-dir``), never from
+    elsewhere on the machine: a dataset file must not make winoeval read ``/home/you/...``."""
+    if value.get("bytes") or not value.get("path"):
+        return value
+    base = Path(root).expanduser().resolve()
+    target = (base / os.path.expanduser(str(value["path"]))).resolve()
+    if target != base and base not in target.parents:
+        raise ValueError(f"{name} points outside --data-dir ({value['path']!r}); image paths in local data "
+                         f"must lie inside {str(base)!r}")
+    return {**value, "path": str(target)}
 
+
+def open_image(value, feature=None, name: str = "image", root: str | os.PathLike | None = None):
+    """Decode one stored image (``{"bytes", "path"}`` dict, a path, or a PIL image) to a PIL image in its
+    own mode (each model converts it as its reference implementation does: SD resizes before converting
+    palette and RGBA images to RGB).
+
+    With ``root`` (the ``--data-dir``), an image stored as a path is only read from inside that folder.
     Missing or unreadable images raise ``ValueError`` / ``OSError`` whose message names ``name``;
     the runner turns them into a :class:`winoeval.runner.BadExampleError` naming the example.
     """
     if value is None:
         raise ValueError(f"{name} is missing")
     if hasattr(value, "convert"):  # already a PIL image
-        return value.convert("RGB")
+        return value
     if isinstance(value, (str, os.PathLike)):
         value = {"bytes": None, "path": str(value)}
     if not isinstance(value, dict) or (not value.get("bytes") and not value.get("path")):
         raise ValueError(f"{name} is missing (no bytes and no path)")
+    if root is not None:
+        value = _inside(root, value, name)
     import datasets
 
     decoder = datasets.Image(mode=getattr(feature, "mode", None))
     try:
         image = decoder.decode_example(value)
-        return image.convert("RGB")
+        image.load()  # decode now, inside this guard: a truncated file fails here, naming the image
+        return image
     except OSError as exc:  # PIL.UnidentifiedImageError, FileNotFoundError, truncated files
         raise OSError(f"{name} is unreadable ({_describe(exc)})") from exc
     except (ValueError, SyntaxError) as exc:
