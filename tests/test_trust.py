@@ -486,3 +486,24 @@ def test_torch_requirement_has_weights_only_loading():
 
     version = re.search(r'"torch>=(\d+)\.(\d+)"', text)
     assert version and (int(version.group(1)), int(version.group(2))) >= (2, 6)
+
+
+def test_compare_warns_about_same_name_different_weights_and_a_file_given_twice(tmp_path):
+    from click.testing import CliRunner
+
+    from winoeval.cli import cli
+
+    weights = tmp_path / "weights.txt"
+    paths = []
+    with Registered(FileSigmaPlugin(), "file-sigma"):
+        for k, sigma in enumerate(("0.0", "3.0")):
+            weights.write_text(sigma)
+            out = evaluate(RunConfig("file-sigma", "toy-winoground", scorer_args={"n_samples": (2,)},
+                                     output_path=str(tmp_path / f"run{k}"), log_samples=True,
+                                     model_args={"weights": str(weights)}), progress=False)
+            paths.append(str(out.results_path))
+    result = CliRunner().invoke(cli, ["compare", *paths])
+    assert result.exit_code == 0, result.output
+    assert "same model name 'file-sigma' have different model fingerprints" in result.output
+    result = CliRunner().invoke(cli, ["compare", paths[0], paths[0]])
+    assert "given 2 times" in result.output and "compared with itself" in result.output

@@ -168,6 +168,21 @@ def check_runs(runs: Sequence[Run], strict: bool = False) -> Shared:
     if len(metrics) > 1:
         raise CompareError(f"runs of task {runs[0].task!r} use different metrics ({', '.join(sorted(metrics))})")
     notes = []
+    paths = [run.path.resolve() for run in runs]
+    for path in sorted({p for p in paths if paths.count(p) > 1}):
+        notes.append(f"the same results file is given {paths.count(path)} times ({path.name}): it is compared "
+                     f"with itself")
+    by_model: dict[str, set[str]] = {}
+    for run in runs:
+        model = run.results.get("model", {})
+        by_model.setdefault(str(model.get("name")), set()).add(json.dumps(model.get("fingerprint")))
+    for name, fps in sorted(by_model.items()):
+        if len(fps) > 1:
+            notes.append(f"runs of the same model name {name!r} have different model fingerprints ({len(fps)} "
+                         f"different weights): they did not evaluate the same model")
+    task_fps = {json.dumps(run.results.get("task", {}).get("fingerprint"), sort_keys=True) for run in runs}
+    if len(task_fps) > 1:
+        notes.append("the runs' task fingerprints differ: they may not have evaluated the same data")
     for key in ("task_args", "data_dir"):
         values = {json.dumps(run.config.get(key), sort_keys=True) for run in runs}
         if len(values) > 1:
