@@ -543,7 +543,7 @@ def _check_plugin_command() -> click.Command:
             raise click.UsageError(f"no model or task {name!r}{hint} (`winoeval list` shows them all)")
         if as_model and task_name is None:
             plugin = registry.resolve("model", name)[0].plugin
-            own = sorted(n for n, e in tasks.items() if e.plugin == plugin and not e.takes_argument)
+            own = sorted(n for n, e in tasks.items() if e.plugin == plugin)
             if as_task:
                 task_name = name
             elif own:
