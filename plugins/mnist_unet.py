@@ -93,9 +93,9 @@ class MnistDenoiser:
                             cond.to(self.device).long())
 
     # --- generation --------------------------------------------------------------------------
-    def sample(self, label: str, n: int, guidance: float = 2.0, seed: int = 0) -> list:
+    def sample(self, label: str, n: int, guidance: float = 2.0, seed: int = 0, progress: bool = False) -> list:
         """``n`` 28×28 images of ``label`` by DDPM ancestral sampling with classifier-free guidance
-        ε̂ = (1 + w)·ε(z, c) − w·ε(z, ∅)."""
+        ε̂ = (1 + w)·ε(z, c) − w·ε(z, ∅); ``progress`` shows a tqdm bar over the T denoising steps."""
         import numpy as np
         import torch
         from PIL import Image
@@ -106,8 +106,14 @@ class MnistDenoiser:
         alphas, abar = self._alphas, self.alphas_cumprod
         betas = 1.0 - alphas
         z = torch.randn((n, 1, 28, 28), generator=gen)
+        steps = reversed(range(len(abar)))
+        if progress:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, total=len(abar), desc=f"sampling {n} × {label!r}", unit="step", leave=False,
+                         mininterval=1.0)
         with torch.inference_mode():
-            for i in reversed(range(len(abar))):
+            for i in steps:
                 t = torch.full((n,), i, dtype=torch.long)
                 zd = z.to(device=self.device, dtype=self.dtype)
                 if guidance:
