@@ -396,3 +396,22 @@ def test_html_summary_pairs_legend_and_labels(two_runs, tmp_path):
     assert "Orange stripe" in page and "<b class=\"best\">Bold</b>" in page and "#show=disagree" in page
     assert class_name(7, [str(d) for d in range(10)]) == "7"  # mnist: the label once, not "7 (7)"
     assert class_name(1, ["cat", "dog"]) == "dog (1)" and class_name(3, None) == "3"
+
+
+def test_report_images_native_size_up_to_256_and_a_larger_stored_copy():
+    from PIL import Image
+
+    from winoeval.html_report import DISPLAY, STORED, _figures, image_uri
+
+    photo = Image.effect_noise((1000, 800), 40).convert("RGB")  # a photo-like 1000×800 image
+    uri = image_uri(photo)
+    assert uri.startswith("data:image/jpeg;base64,")
+    stored = Image.open(__import__("io").BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert stored.size == (STORED, round(STORED * 800 / 1000))  # shrunk, aspect kept
+    html = _figures([(uri, *stored.size)], 1, ["I0"])
+    assert f'width="{DISPLAY}" height="{round(DISPLAY * 800 / 1000)}"' in html and 'class="small"' not in html
+    digit = Image.new("L", (28, 28), 0)
+    uri = image_uri(digit)
+    assert uri.startswith("data:image/png;base64,")  # small images stay lossless, at their own size
+    html = _figures([(uri, 28, 28)], 1, ["image"])
+    assert 'width="28" height="28"' in html and 'class="small"' in html
