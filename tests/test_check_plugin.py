@@ -241,6 +241,23 @@ def test_each_model_rule_catches_a_broken_matcher():
     assert "deterministic" in rules(check_model(Dropout(), task))
     assert "similarity" in rules(check_model(Nan(), task))
     assert rules(check_model(object(), task)) == {"kind"}
+
+    class ScaledEmbeddings(GoodMatcher):  # similarity = 100·(image · text), encoders without the scale
+        def encode_images(self, images):
+            return torch.tensor([[p[0], 1.0] for p in images])
+
+        def encode_texts(self, texts):
+            return torch.tensor([[-1.0 if t == "left" else 1.0, 0.0] for t in texts])
+
+        def similarity(self, images, texts):
+            return 100 * self.encode_images(images) @ self.encode_texts(texts).T
+
+    class Consistent(ScaledEmbeddings):
+        def similarity(self, images, texts):
+            return self.encode_images(images) @ self.encode_texts(texts).T
+
+    assert rules(check_model(ScaledEmbeddings(), task)) == {"embeddings"}
+    assert check_model(Consistent(), task) == []
     assert "protocol" in rules(check_model(type("NoSim", (), {"kind": "matcher"})(), task))
 
 
@@ -304,7 +321,8 @@ def test_each_task_rule_catches_a_broken_task():
 def test_every_model_rule_has_a_failing_fake():
     """Keeps the parametrised list above complete when a rule is added."""
     covered = {"kind", "protocol", "alphas_cumprod", "encode_images", "encode_texts", "unconditional",
-               "predict_noise", "dtype_device", "deterministic", "batch_independent", "similarity", "load"}
+               "predict_noise", "dtype_device", "deterministic", "batch_independent", "similarity", "load",
+               "embeddings"}
     assert covered == set(MODEL_RULES)
     assert rules(check_model(lambda: None, None)) == {"kind"}
 

@@ -125,3 +125,12 @@ def test_winoeval_plugins_with_known_names_does_not_warn(monkeypatch, recwarn):
     registry.reset()
     assert set(registry.models()) == {"analytic"}
     assert not [w for w in recwarn if issubclass(w.category, registry.PluginLoadWarning)]
+
+
+def test_task_data_name_is_recorded_as_the_dataset_beside_the_command_line_task(tmp_path, third_party_tasks):
+    out = _run(tmp_path, "tp-wino-raw")
+    assert out.results["task"]["name"] == "tp-wino-raw"  # results are keyed by the command-line string
+    assert out.results["task"]["dataset"] == "tp-wino-raw"
+    assert list(out.results["results"]) == ["tp-wino-raw"]
+    out = _run(tmp_path / "colors", "colors:0.3")
+    assert out.results["task"]["name"] == "colors:0.3" and out.results["task"]["dataset"] == "colors"

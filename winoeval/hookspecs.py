@@ -1,4 +1,8 @@
-"""Hook specifications. Every hook name starts with ``winoeval_``; each receives a callback."""
+"""Hook specifications. Every hook name starts with ``winoeval_``; each receives a ``register`` callback.
+
+The docstrings below are Markdown: ``python -m winoeval.docs --write`` copies them into the "Hook
+reference" of CONTRIBUTING.md, and a test fails when the two differ.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +16,73 @@ hookimpl = pluggy.HookimplMarker("winoeval")
 
 @hookspec
 def winoeval_register_models(register: Callable[..., None]) -> None:
-    """Register model plugins.
+    """Register models: call `register` once per model name.
 
-    :param register: ``register(name, loader, description="", takes_argument=False, train=None)``.
-        ``loader(argument, config)`` returns a Denoiser or a Matcher and is only called to run a model,
-        so heavy imports belong inside it. With ``takes_argument=True`` the model is used as
-        ``name:argument`` (e.g. ``sd:/path/to/pipeline``). ``train`` is an optional click command
-        that ``winoeval train NAME`` runs.
+    ```
+    register(name, loader, description="", takes_argument=False, train=None, options=None, fingerprint=None)
+    ```
+
+    - `loader(argument, config)` returns the model: a **denoiser** or a **matcher** (the protocols
+      `winoeval.api.Denoiser` and `winoeval.api.Matcher`). It is called only when a model runs, so
+      heavy imports (torch, diffusers, …) belong inside it, never at module level.
+    - `argument` is the text after `name:` when `takes_argument=True` (`sd:/path/to/pipeline`,
+      `analytic:0.3`), else `None`.
+    - `config` is the run's `winoeval.config.RunConfig`: load onto `config.torch_device()` in
+      `config.torch_dtype()` (`--device`, `--dtype`); `config.model_args` holds the
+      `--model-arg KEY=VALUE` pairs, values as **strings** (convert them yourself).
+    - `options` declares those keys, `{key: one-line help}` (`{}` when the model takes none): an
+      undeclared key is then refused before anything loads, with close matches. `None` accepts any key.
+    - `train` is an optional click command, run as `winoeval train NAME`.
+    - `fingerprint(argument, config) -> str | None` says what weights the model runs (e.g. a sha256 of
+      its files); it keys the resume cache and is recorded in the results file.
+    - `description` is the one line `winoeval list` shows.
+
+    A hook that raises is reported in one warning line, what it registered is dropped, and
+    `winoeval plugins` lists its plugin as FAILED with the reason; other plugins still work.
+
+    ```python
+    from winoeval.hookspecs import hookimpl
+
+    def load(argument, config):
+        from my_package.model import MyDenoiser          # torch is imported here, not above
+        return MyDenoiser(config.model_args.get("checkpoint"), device=config.torch_device())
+
+    @hookimpl
+    def winoeval_register_models(register):
+        register("my-model", load, description="what it is, in one line",
+                 options={"checkpoint": "weights file (default: the shipped ones)"})
+    ```
     """
 
 
 @hookspec
 def winoeval_register_tasks(register: Callable[..., None]) -> None:
-    """Register task plugins.
+    """Register tasks: call `register` once per task name.
 
-    :param register: ``register(name, loader, description="", takes_argument=False)``.
-        ``loader(argument, config)`` returns a :class:`winoeval.api.TaskData`; ``argument`` is the
-        part after ``name:`` (e.g. the subset in ``winoground:relation``) or None.
+    ```
+    register(name, loader, description="", takes_argument=False, options=None)
+    ```
+
+    - `loader(argument, config)` returns a `winoeval.api.TaskData` (see its contract below):
+      examples are produced lazily, when the run iterates them.
+    - `argument` is the text after `name:` when `takes_argument=True` (the subset in
+      `winoground:relation`), else `None`.
+    - `config.task_args` holds the `--task-arg KEY=VALUE` pairs (values are strings), declared by
+      `options` as for models; `config.data_dir` is `--data-dir`.
+
+    ```python
+    from winoeval.api import Example, TaskData
+    from winoeval.hookspecs import hookimpl
+
+    def load(argument, config):
+        def examples():
+            from PIL import Image
+            for i, (path, label) in enumerate(ROWS):
+                yield Example(f"my-{i}", lambda p=path: [Image.open(p).convert("RGB")], TEXTS, label)
+        return TaskData("my-task", "classification", examples, len(ROWS), texts=TEXTS, class_names=NAMES)
+
+    @hookimpl
+    def winoeval_register_tasks(register):
+        register("my-task", load, description="what it is, in one line", options={})
+    ```
     """

@@ -677,7 +677,7 @@ def build_results(config: RunConfig, prep: Prepared, task: TaskData, scorer_cfg:
     return _json_safe({
         "config": cfg,
         "model": {"name": config.model, "plugin": prep.model_entry.plugin, "fingerprint": model_fp},
-        "task": {"name": config.task, "plugin": prep.task_entry.plugin, "size": task.size,
+        "task": {"name": config.task, "dataset": task.name, "plugin": prep.task_entry.plugin, "size": task.size,
                  "examples": len(records), "class_names": task.class_names, "fingerprint": task_fp or {}},
         "results": {config.task: task_metrics},
         "skipped": skipped,

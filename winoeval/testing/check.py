@@ -36,6 +36,7 @@ MODEL_RULES = {
     "deterministic": "the same inputs give the same outputs (encode_*, predict_noise, similarity)",
     "batch_independent": "an item's output does not depend on what else is in the batch",
     "similarity": "(n_images, n_texts) finite tensor",
+    "embeddings": "a matcher with encode_images/encode_texts: their dot products equal similarity",
 }
 
 TASK_RULES = {
@@ -346,6 +347,14 @@ def _check_matcher(model, name, images, texts, spans, failures: _Failures) -> No
     if not torch.equal(again, sims):
         failures.add("deterministic", "similarity gave different scores for the same inputs",
                      "call .eval() (no dropout)")
+    if callable(getattr(model, "encode_images", None)) and callable(getattr(model, "encode_texts", None)):
+        product = _call(failures, "embeddings", "encode_images(...) @ encode_texts(...).T",
+                        "return (n, D) embedding tensors from both encoders",
+                        lambda: model.encode_images(list(images)) @ model.encode_texts(list(texts)).T)
+        if product is not None and not _close(product, sims):
+            failures.add("embeddings", "encode_images(...) @ encode_texts(...).T differs from similarity(...)",
+                         "normalise the embeddings and fold any logit scale into the encoders, or drop the "
+                         "encoders: the scorer uses their product instead of similarity when both exist")
     start, stop = spans[-1]
     part = model.similarity(list(images[start:stop]), list(texts[-1:]))
     if not _close(part, sims[start:stop, -1:]):

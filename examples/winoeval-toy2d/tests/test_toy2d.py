@@ -85,7 +85,9 @@ def test_train_command_writes_a_checkpoint_the_model_loads(tmp_path):
     assert recipe["steps"] == 20 and len(recipe["losses"]["eps"]) == 1 and len(recipe["losses"]["clf"]) == 1
     entry, argument = registry.resolve("model", "toy2d")
     loaded = entry.loader(argument, RunConfig("toy2d", "spirals", model_args={"checkpoint": str(path)}))
-    assert loaded.checkpoint == path and loaded.fingerprint() != Toy2DDenoiser().fingerprint()
+    assert loaded.checkpoint == path
+    trained = RunConfig("toy2d", "spirals", model_args={"checkpoint": str(path)})
+    assert entry.fingerprint(None, trained) != entry.fingerprint(None, RunConfig("toy2d", "spirals"))
     res = CliRunner().invoke(cli, ["train", "toy2d", "--out", str(tmp_path), "--steps", "0"])
     assert res.exit_code == 2 and "must be positive" in res.output
 

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -109,10 +108,6 @@ class Toy2DDenoiser:
         self.classifier.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("clf.")})
         self.classifier.to(self.device).eval()
         self.alphas_cumprod = alphas_cumprod()
-
-    def fingerprint(self) -> str:
-        """What this model runs: the sha256 of its weights file."""
-        return "sha256:" + hashlib.sha256(self.checkpoint.read_bytes()).hexdigest()
 
     # --- Denoiser protocol ---------------------------------------------------------------------
     def encode_images(self, images: Sequence[Any]) -> torch.Tensor:
@@ -218,7 +213,7 @@ def train(out: Path, *, steps: int = 4000, classifier_steps: int = 2000, batch_s
             loss.backward()
             opt.step()
             sched.step()
-            running += float(loss)
+            running += float(loss.detach())
             if step % 500 == 0 or step == n_steps:
                 history[name].append(running / (step % 500 or 500))
                 log(f"{name} step {step}/{n_steps}: loss {history[name][-1]:.4f}")

@@ -6,9 +6,13 @@ standard library, click and ``winoeval`` light modules; torch is imported inside
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from winoeval.hookspecs import hookimpl
+
+SHIPPED_WEIGHTS = Path(__file__).with_name("toy2d.safetensors")
 
 MODEL_OPTIONS = {"checkpoint": "weights written by `winoeval train toy2d` (default: the shipped toy2d.safetensors)"}
 
@@ -17,6 +21,13 @@ def load_model(argument, config):
     from .model import Toy2DDenoiser
 
     return Toy2DDenoiser(checkpoint=config.model_args.get("checkpoint"), device=config.torch_device())
+
+
+def fingerprint(argument, config) -> str:
+    """What the model runs: the content hash of its weights file (keys winoeval's resume cache)."""
+    from winoeval.fingerprint import hash_path
+
+    return hash_path(config.model_args.get("checkpoint") or SHIPPED_WEIGHTS)
 
 
 def load_task(argument, config):
@@ -57,7 +68,7 @@ def train_command(out, steps, classifier_steps, batch_size, lr, seed) -> None:
 @hookimpl
 def winoeval_register_models(register):
     register("toy2d", load_model, description="diffusion MLP on 2-D points (two spirals), shipped weights",
-             train=train_command, options=MODEL_OPTIONS)
+             train=train_command, options=MODEL_OPTIONS, fingerprint=fingerprint)
 
 
 @hookimpl
