@@ -7,7 +7,7 @@ One file, no network: images are embedded as data URIs, the style and the script
 * for each pair of models, the paired differences per subset and metric with the ids of the examples
   one model gets right and the other wrong (links to the examples);
 * every example as ``<section class="example" data-id="...">``: its images (shown at their own size up
-  to 256 px, the larger stored copy opens on click), captions (Winoground) or true label
+  to 256 px, a copy of up to 384 px opens on click), captions (Winoground) or true label
   (classification), and each model's scores and verdicts; an orange stripe marks the examples where
   the models disagree.
 
@@ -33,7 +33,7 @@ from .plot import short_labels
 from .results import BINARY, METRIC_TITLES
 
 DISPLAY = 256  # longest side shown in the page, CSS pixels (smaller images at their own size)
-STORED = 512  # longest side stored (what click-to-enlarge shows); photos as JPEG, small images as PNG
+STORED = 384  # longest side stored (what click-to-enlarge shows); photos as JPEG (~45 KiB), small images as PNG
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5em;color:#222;max-width:1300px}
@@ -57,7 +57,7 @@ figure img.small{image-rendering:pixelated}
 .noimg{width:96px;height:96px;display:flex;align-items:center;justify-content:center;background:#eee;color:#777}
 .model{border:1px solid #eee;padding:.3em .5em;border-radius:4px}
 .ok{color:#137333;font-weight:600}.bad{color:#b3261e;font-weight:600}
-.tags{color:#666;font-size:.8em}.captions{margin:.2em 0;font-size:.95em}
+.tags{color:#666;font-size:.8em}.captions{margin:.2em 0;font-size:.95em;list-style:none;padding-left:0}
 .note{background:#fff7e0;padding:.4em;border-left:4px solid #e69500}
 #zoom{position:fixed;inset:0;background:rgba(0,0,0,.8);display:flex;align-items:center;justify-content:center;
 z-index:9;cursor:zoom-out}#zoom[hidden]{display:none}#zoom img{background:#fff;image-rendering:auto}
