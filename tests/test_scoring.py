@@ -216,3 +216,76 @@ def test_early_decision_on_a_winoground_pair_keeps_the_matrix_paired():
 def test_early_decision_rejects_pruning_stages():
     with pytest.raises(ConfigError, match="early-stop"):
         ScorerConfig(n_samples=(10, 20), to_keep=(2, 1), early_stop=True)
+
+
+# -- the stratified early-decision variance and the point-mass denoiser ------------------------------
+from winoeval.scoring import paired_standard_error, timestep_order  # noqa: E402
+from winoeval.testing.point_mass import PointMassDenoiser  # noqa: E402
+
+
+def test_paired_standard_errors_match_hand_values():
+    d = torch.tensor([3.0, 1.0, 4.0, 2.0], dtype=torch.float64)
+    t = torch.tensor([30, 10, 40, 20])
+    # i.i.d.: sample variance of 1..4 is 5/3, se = sqrt(5/3 / 4)
+    assert paired_standard_error(d) == pytest.approx(math.sqrt(5 / 3 / 4))
+    # stratified: in t order the values are 1, 2, 3, 4; successive differences 1, 1, 1:
+    # variance 3 / (2·3) = 1/2, se = sqrt(1/2 / 4) — a trend along t is not noise
+    assert paired_standard_error(d, timestep_order(t)) == pytest.approx(math.sqrt(0.5 / 4))
+    # no dependence on t: the two estimators agree in expectation (checked on many i.i.d. draws)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, generator=g, dtype=torch.float64)
+    ratio = paired_standard_error(x, timestep_order(torch.randperm(4000, generator=g))) / paired_standard_error(x)
+    assert ratio == pytest.approx(1.0, abs=0.05)
+    assert paired_standard_error(d[:1]) == math.inf
+
+
+def _point_mass():
+    mu = {"near": torch.zeros(1, 4, 4), "far": torch.full((1, 4, 4), 0.5)}
+    x = torch.full((1, 4, 4), 0.1)
+    return PointMassDenoiser(mu), x
+
+
+def test_point_mass_errors_are_the_closed_form_at_every_sample():
+    model, x = _point_mass()
+    res = DiffusionScorer(model, ScorerConfig(n_samples=(50,), timesteps="uniform")).score("p", [x], ["near", "far"])
+    for k, text in enumerate(["near", "far"]):
+        # ᾱ/(1−ᾱ)·‖x−μ‖²/D: ‖x−μ‖²/D = 0.01 (near) and 0.16 (far), whatever ε was drawn
+        expected = model.weight(res.t) * (0.01 if text == "near" else 0.16)
+        # (x_t is formed in float32 by the scorer: 1e-4 relative covers its rounding at large t)
+        torch.testing.assert_close(res.sample_errors[0, k], expected, rtol=1e-4, atol=0)
+
+
+def test_point_mass_is_decided_early_by_the_stratified_rule_and_late_by_the_iid_one():
+    model, x = _point_mass()
+    used = {}
+    for variance in ("stratified", "iid"):
+        cfg = ScorerConfig(n_samples=(1000,), timesteps="even", early_stop=True, variance=variance)
+        res = DiffusionScorer(model, cfg).score("p", [x], ["far", "near"])
+        assert int(res.scores[0].argmax()) == 1  # the full budget's verdict: every paired difference favours "near"
+        used[variance] = int(res.n_used[0].max())
+    # every difference has one sign, but its size spans 8 orders of magnitude over t: read as
+    # i.i.d. noise it needs a long prefix; along t it is a smooth trend and decided well under half the budget
+    assert used["stratified"] < 500
+    assert used["iid"] > 2 * used["stratified"]
+
+
+def test_shared_noise_gives_every_example_the_same_plan_and_per_example_does_not():
+    shape = (1, 4, 4)
+    shared = ScorerConfig(n_samples=(8,), timesteps="uniform", noise="shared")
+    a, b = make_plan("a", shape, 1000, shared), make_plan("b", shape, 1000, shared)
+    assert torch.equal(a.t, b.t) and torch.equal(a.noise, b.noise)
+    own = ScorerConfig(n_samples=(8,), timesteps="uniform")
+    c, d = make_plan("a", shape, 1000, own), make_plan("b", shape, 1000, own)
+    assert not torch.equal(c.noise, d.noise)
+    assert not torch.equal(a.noise, c.noise)  # the shared plan is not some example's own
+    # scored through the scheduler, two examples see identical (t, ε): equal images give equal errors
+    model, x = _point_mass()
+    scorer = DiffusionScorer(model, ScorerConfig(n_samples=(8,), timesteps="uniform", noise="shared"))
+    r1, r2 = scorer.score("a", [x], ["far"]), scorer.score("b", [x], ["far"])
+    assert torch.equal(r1.t, r2.t) and torch.equal(r1.errors, r2.errors)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"variance": "pairs"}, "early-variance"), ({"noise": "global"}, "--noise")])
+def test_bad_variance_and_noise_settings_name_the_option(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        ScorerConfig(**kwargs)

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import tempfile
 import time
@@ -109,7 +110,7 @@ def prepare(config: RunConfig) -> Prepared:
     ScorerConfig(**{k: v for k, v in config.scorer_args.items() if k != "normalize"})
     check_device(config.device)
     created: list[Path] = []
-    out = check_output_dir(config.output_path or "winoeval-out", created)
+    out = check_output_dir(Path(config.output_path or "winoeval-out") / safe_name(config.model), created)
     return Prepared(config, model_entry, model_arg, task_entry, task_arg, out, created)
 
 
@@ -464,6 +465,18 @@ class RunOutput:
     computed: int = 0
     reused: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    records_by_task: dict[str, list[dict]] = field(default_factory=dict)  # runs of several tasks
+    samples_paths: dict[str, Path] = field(default_factory=dict)
+
+
+def resolve_limit(limit: int | float | None, size: int) -> int | None:
+    """``--limit``: a count (an integer ≥ 1) or a fraction of the task (a number in (0, 1), rounded up,
+    as lm-evaluation-harness does): 0.1 of 500 examples is the first 50."""
+    if limit is None:
+        return None
+    if isinstance(limit, float) and 0 < limit < 1:
+        return max(1, math.ceil(size * limit))
+    return int(limit)
 
 
 def iter_examples(task: TaskData, limit: int | None) -> Iterable[Example]:
@@ -562,7 +575,8 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
     if world > 1 and not os.environ.get("WINOEVAL_SHARD") and shard is None:
         _join_launch()
     task: TaskData = prep.task_entry.loader(prep.task_arg, config)
-    order = _scan_ids(task, config.limit)  # also refuses duplicate ids before any model loads
+    limit = resolve_limit(config.limit, task.size)
+    order = _scan_ids(task, limit)  # also refuses duplicate ids before any model loads
     scorer_cfg, normalize = scorer_settings(config, task)
     model_fp = model_fingerprint(prep)
     task_fp = task_fingerprint(config, task)
@@ -592,7 +606,7 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
                   unit="ex", disable=not progress, dynamic_ncols=True, position=rank) as bar:
             def todo_examples():
                 nonlocal reused
-                for position, example in enumerate(iter_examples(task, config.limit)):
+                for position, example in enumerate(iter_examples(task, limit)):
                     if position % world != rank:
                         continue
                     if example.id not in todo:
@@ -687,29 +701,72 @@ def build_results(config: RunConfig, prep: Prepared, task: TaskData, scorer_cfg:
     })
 
 
+def safe_name(name: str) -> str:
+    """A model or task name as a file or folder name: ``sd:/data/sd2-base`` → ``sd_data_sd2-base``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "unnamed"
+
+
 def write_outputs(out: RunOutput, output_dir: Path, config: RunConfig) -> None:
-    """``results_<stamp>.json`` (+ ``samples_<stamp>.jsonl``), never overwriting: each name is claimed
-    atomically, so two runs finishing in the same second both keep their files. The samples file is
-    written first: a results file never exists without its samples file."""
+    """``results_<stamp>.json`` (+ with ``--log-samples`` ``samples_<stamp>.jsonl``, or for a run of several
+    tasks one ``samples_<task>_<stamp>.jsonl`` per task), never overwriting: each name is claimed
+    atomically, so two runs finishing in the same second both keep their files. The samples files are
+    written first: a results file never exists without its samples files."""
     results_text = json.dumps(out.results, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    samples_text = ("".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in out.records)
-                    if config.log_samples else None)
+    by_task = out.records_by_task or {config.task: out.records}
+    samples = {task: "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in records)
+               for task, records in by_task.items()} if config.log_samples else {}
+    several = len(by_task) > 1
     base = _dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
     for n in range(1, 10_000):
         stamp = base if n == 1 else f"{base}-{n}"
         results_path = output_dir / f"results_{stamp}.json"
-        samples_path = output_dir / f"samples_{stamp}.jsonl"
-        if results_path.exists() or samples_path.exists():
+        samples_paths = {task: output_dir / (f"samples_{safe_name(task)}_{stamp}.jsonl" if several
+                                             else f"samples_{stamp}.jsonl") for task in samples}
+        if results_path.exists() or any(p.exists() for p in samples_paths.values()):
             continue
-        if samples_text is not None and not claim_new(samples_path, samples_text):
-            continue
-        if claim_new(results_path, results_text):
-            out.results_path = results_path
-            out.samples_path = samples_path if samples_text is not None else None
-            return
-        if samples_text is not None:  # lost the race for the results name: give the samples name back
-            samples_path.unlink(missing_ok=True)
+        claimed: list[Path] = []
+        for task, path in samples_paths.items():
+            if not claim_new(path, samples[task]):
+                break
+            claimed.append(path)
+        else:
+            if claim_new(results_path, results_text):
+                out.results_path = results_path
+                out.samples_paths = samples_paths
+                out.samples_path = next(iter(samples_paths.values())) if samples_paths else None
+                return
+        for path in claimed:  # lost a race for one of the names: give ours back, try the next stamp
+            path.unlink(missing_ok=True)
     raise RuntimeError(f"could not find a free results file name in {output_dir}")
+
+
+def run_tasks(config: RunConfig, tasks: list[str], *, progress: bool = True,
+              prepared: list[Prepared] | None = None) -> RunOutput:
+    """One model on several tasks: the model loads once; one results file whose ``results`` holds every
+    task (lm-evaluation-harness's layout) and ``tasks`` each task's description and fingerprint."""
+    preps = prepared or [prepare(dataclasses.replace(config, task=t)) for t in tasks]
+    slot: dict = {}
+    outs = [evaluate(p.config, progress=progress, write=False, prepared=p, model_slot=slot) for p in preps]
+    if len(outs) == 1 or not outs[0].results:  # one task, or a worker process (the parent gathers)
+        first = outs[0]
+        if first.results and len(outs) == 1:
+            write_outputs(first, preps[0].output_dir, preps[0].config)
+        return first
+    merged = dict(outs[0].results)
+    merged["config"] = {**merged["config"], "task": ",".join(tasks)}
+    merged["results"] = {t: o.results["results"][t] for t, o in zip(tasks, outs)}
+    merged["tasks"] = {t: {**o.results["task"], "run": o.results["run"]} for t, o in zip(tasks, outs)}
+    merged["skipped"] = [{**s, "task": t} for t, o in zip(tasks, outs) for s in o.results["skipped"]]
+    merged.pop("task", None)
+    computed, reused = sum(o.computed for o in outs), sum(o.reused for o in outs)
+    merged["run"] = {**outs[-1].results["run"], "examples_computed": computed, "examples_reused": reused,
+                     "wall_time_s": round(sum(o.results["run"]["wall_time_s"] for o in outs), 3), "run_key": None}
+    merged["run"].pop("run_key")
+    out = RunOutput(merged, outs[0].records, computed=computed, reused=reused,
+                    records_by_task={t: o.records for t, o in zip(tasks, outs)})
+    out.cache_path = outs[0].cache_path
+    write_outputs(out, preps[0].output_dir, config)
+    return out
 
 
 def _pct(v: float) -> str:
@@ -738,8 +795,9 @@ def markdown_table(results: dict[str, Any]) -> str:
                       "|---|---|---:|---:|---:|---:|"]
             lo, hi = m["accuracy_ci95"]
             evals = f"{m['evals_per_example']:.0f}" if "evals_per_example" in m else "—"
+            mlo, mhi = m.get("mean_per_class_accuracy_ci95") or (None, None)
             lines.append(f"| {model} | {task_name} | {m['n']} | {_pct(m['accuracy'])} [{_pct(lo)}, {_pct(hi)}] | "
-                         f"{_pct(m['mean_per_class_accuracy'])} | {evals} |")
+                         f"{_pct(m['mean_per_class_accuracy'])} [{_pct(mlo)}, {_pct(mhi)}] | {evals} |")
         if m.get("skipped"):
             lines.append(f"\n{m['skipped']} example(s) skipped (see 'skipped' in the results file).")
     return "\n".join(lines)

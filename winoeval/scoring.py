@@ -428,7 +428,10 @@ class DiffusionScorer:
                     return
                 bs = self.batch_size
                 segments, need = [], bs
+                head = queue[0]
                 for w in queue:
+                    if w.latents.shape[1:] != head.latents.shape[1:] or w.conds.shape[1:] != head.conds.shape[1:]:
+                        continue  # rows of one forward must stack (a model that keeps each image's size)
                     take = min(need, len(w.jobs) - w.filled)
                     segments.append((w, w.filled, w.filled + take))
                     need -= take
