@@ -533,3 +533,45 @@ def train_clip(out: str | os.PathLike, *, epochs: int = 30, steps_per_epoch: int
             "train_seconds": round(sum(h["seconds"] for h in history), 1), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "date": datetime.date.today().isoformat(), "history": history})
     return {"history": history}
+
+
+# --- shipping -----------------------------------------------------------------------------------
+SHIP_LIMIT_BYTES = 20 * 1024 * 1024  # all shipped WinoDigits weights together
+
+
+def float16_copy(src: Path, dest: Path) -> int:
+    """Copy a model folder, with every floating-point tensor of its safetensors files cast to float16.
+    Returns the bytes of weights written."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    src, dest = Path(src), Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(src, dest)
+    total = 0
+    for f in sorted(dest.rglob("*.safetensors")):
+        with safe_open(str(f), "pt") as handle:
+            meta = handle.metadata() or {}
+        tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(f)).items()}
+        save_file(tensors, str(f), metadata=meta or {"format": "pt"})
+        total += f.stat().st_size
+    return total
+
+
+def ship(sd_run: Path, clip_run: Path, sd_dest: Path, clip_dest: Path) -> dict:
+    """Copy the EMA pipeline of an SD run and the model of a CLIP run into the package, in float16,
+    with their recipes; refuses (and removes them again) when together they exceed 20 MB."""
+    import shutil
+
+    sizes = {"winodigits-sd": float16_copy(Path(sd_run) / "pipeline", sd_dest),
+             "winodigits-clip": float16_copy(Path(clip_run) / "model", clip_dest)}
+    shutil.copy(Path(sd_run) / "recipe.json", Path(sd_dest) / "recipe.json")
+    shutil.copy(Path(clip_run) / "recipe.json", Path(clip_dest) / "recipe.json")
+    if sum(sizes.values()) > SHIP_LIMIT_BYTES:
+        shutil.rmtree(sd_dest)
+        shutil.rmtree(clip_dest)
+        raise ValueError(f"shipped weights would be {sum(sizes.values()) / 2**20:.1f} MB > 20 MB: {sizes}")
+    return sizes
