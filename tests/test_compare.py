@@ -415,3 +415,47 @@ def test_report_images_native_size_up_to_256_and_a_larger_stored_copy():
     assert uri.startswith("data:image/png;base64,")  # small images stay lossless, at their own size
     html = _figures([(uri, 28, 28)], 1, ["image"])
     assert 'width="28" height="28"' in html and 'class="small"' in html
+
+
+def write_multi_run(directory: Path, model: str, by_task: dict[str, tuple[str, list[dict]]],
+                    stamp: str = "2026-01-01T00-00-00") -> Path:
+    """A results file of a run of several tasks (``tasks`` + ``results`` keyed by task) and one
+    ``samples_<task>_<stamp>.jsonl`` per task."""
+    directory.mkdir(parents=True, exist_ok=True)
+    results = {"config": {"model": model, "data_dir": None, "task_args": {}, "log_samples": True},
+               "model": {"name": model, "plugin": "fake"},
+               "tasks": {t: {"plugin": "fake", "size": len(recs)} for t, (metric, recs) in by_task.items()},
+               "results": {t: {"metric": metric, "n": len(recs), "by": {}} for t, (metric, recs) in by_task.items()}}
+    path = directory / f"results_{stamp}.json"
+    path.write_text(json.dumps(results))
+    for t, (_, recs) in by_task.items():
+        (directory / f"samples_{t}_{stamp}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return path
+
+
+def test_results_files_of_several_tasks_are_compared_task_by_task(tmp_path):
+    labels = [0, 0, 1, 1]
+    a = write_multi_run(tmp_path / "a", "A", {
+        "fake-wino": ("winoground", [wino_record(i, A_TEXT[i]) for i in IDS]),
+        "fake-cls": ("classification", [class_record(f"c{k}", y, y) for k, y in enumerate(labels)])})
+    b = write_multi_run(tmp_path / "b", "B", {
+        "fake-wino": ("winoground", [wino_record(i, B_TEXT[i]) for i in IDS]),
+        "fake-cls": ("classification", [class_record(f"c{k}", y, 1 - y) for k, y in enumerate(labels)])})
+    out_json = tmp_path / "c.json"
+    result = invoke(a, b, "--json", out_json, "--n-boot", "200")
+    assert result.exit_code == 0, result.output
+    assert "# task fake-wino" in result.output and "# task fake-cls" in result.output
+    wino = json.loads((tmp_path / "c_fake-wino.json").read_text())
+    cls = json.loads((tmp_path / "c_fake-cls.json").read_text())
+    assert pair_row(wino, "all", "text", "A", "B")["a_only_ids"] == IDS[:8]
+    assert pair_row(cls, "all", "accuracy", "A", "B")["a_only_ids"] == ["c0", "c1", "c2", "c3"]
+    only = invoke(a, b, "--task", "fake-cls", "--json", out_json, "--n-boot", "200")
+    assert only.exit_code == 0 and "fake-wino" not in only.output and json.loads(out_json.read_text())["task"] == "fake-cls"
+    missing = invoke(a, b, "--task", "nope")
+    assert missing.exit_code != 0 and "has no such task" in missing.output and "fake-wino, fake-cls" in missing.output
+    # calibrate takes the classification task of such a file
+    from winoeval.compare import calibrate_command
+
+    cal = CliRunner().invoke(calibrate_command, [str(a)])
+    assert cal.exit_code == 0, cal.output
+    assert "| A / fake-cls |" in cal.output

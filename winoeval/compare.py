@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from .calibration import N_BINS
-from .results import CompareError, check_runs, load_run, unique_labels
+from .results import CompareError, check_runs, load_runs, unique_labels
 
 
 @click.command(name="compare")
@@ -43,17 +43,64 @@ from .results import CompareError, check_runs, load_run, unique_labels
               help="Write the whole comparison as JSON (full id lists).")
 @click.option("--calibrate", is_flag=True,
               help="Classification runs: also fit a softmax temperature per run and report ECE/NLL before and after.")
+@click.option("--task", "only_tasks", multiple=True,
+              help="Results files of several tasks: compare only this task (repeatable) [every task they share].")
 def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, html_path, data_dir, no_images,
-                    csv_path, json_path, calibrate) -> None:
+                    csv_path, json_path, calibrate, only_tasks) -> None:
     """Compare runs of one task: scores side by side and paired tests on the shared examples.
 
     RESULTS are results_<stamp>.json files (or output directories) of runs made with --log-samples.
     Prints markdown: each metric overall and per tag with 95 % intervals, then for each pair of runs
     the difference with an exact McNemar test, a paired bootstrap interval, and the examples that
-    one model gets right and the other wrong.
+    one model gets right and the other wrong. Results files of several tasks are compared task by
+    task (each output file then gets the task's name before its extension).
     """
     try:
-        runs = [load_run(p) for p in results]
+        per_file = [load_runs(p) for p in results]
+        groups = _task_groups(per_file, only_tasks)
+    except CompareError as exc:
+        raise click.ClickException(str(exc)) from None
+    several = len(groups) > 1
+    for k, (task, runs) in enumerate(groups):
+        if several:
+            click.echo(("\n" if k else "") + f"# task {task}\n")
+        outputs = {key: _per_task(path, task) if several and path else path
+                   for key, path in (("plot", plot_path), ("html", html_path), ("csv", csv_path), ("json", json_path))}
+        _compare_runs(runs, labels=labels, pairs=pairs, strict=strict, n_boot=n_boot, seed=seed, data_dir=data_dir,
+                      no_images=no_images, calibrate=calibrate, **outputs)
+
+
+def _per_task(path: str, task: str) -> str:
+    """``cmp.html`` → ``cmp_<task>.html`` (the task's name as a file name)."""
+    from .runner import safe_name
+
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}_{safe_name(task)}{p.suffix}"))
+
+
+def _task_groups(per_file, only_tasks=()) -> list[tuple[str, list]]:
+    """(task, one run per results file) for each task that every file holds, in the first file's order."""
+    names = [[run.task for run in runs] for runs in per_file]
+    for wanted in only_tasks:
+        for runs, tasks in zip(per_file, names):
+            if wanted not in tasks:
+                raise CompareError(f"--task {wanted}: {runs[0].path} has no such task (it holds {', '.join(tasks)})")
+    common = [t for t in names[0] if all(t in other for other in names[1:]) and (not only_tasks or t in only_tasks)]
+    if not common:
+        if all(len(tasks) == 1 for tasks in names):
+            check_runs([runs[0] for runs in per_file])  # says which runs are on which task
+        listing = "; ".join(f"{runs[0].path} holds {', '.join(tasks)}" for runs, tasks in zip(per_file, names))
+        raise CompareError(f"the results files share no task: {listing}. Paired tests need the same examples.")
+    left = sorted({t for tasks in names for t in tasks} - set(common))
+    if left and not only_tasks:
+        click.echo(f"note: not in every results file, so not compared: {', '.join(left)}", err=True)
+    return [(task, [next(r for r in runs if r.task == task) for runs in per_file]) for task in common]
+
+
+def _compare_runs(runs, *, labels, pairs, strict, n_boot, seed, data_dir, no_images, calibrate, plot, html, csv,
+                  json) -> None:
+    json_path = json
+    try:
         unique_labels(runs, labels)
         shared = check_runs(runs, strict=strict)
     except CompareError as exc:
@@ -67,7 +114,7 @@ def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, htm
         from .calibration import CalibrationError, calibrate as fit
 
         if comp["metric"] != "classification":
-            click.echo("\nnote: --calibrate applies to classification runs only; skipped", err=True)
+            click.echo(f"\nnote: --calibrate applies to classification runs only; skipped for {comp['task']}", err=True)
         else:
             try:
                 reps = [(run.label, fit([run.records[i] for i in shared.ids], seed=seed)) for run in runs]
@@ -76,25 +123,28 @@ def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, htm
             comp["calibration"] = {name: rep.to_dict() for name, rep in reps}
             click.echo("\nCalibration (temperature fitted on a seeded half of the shared examples):\n")
             click.echo(calibration_markdown(reps))
-    if csv_path:
-        n = write_csv(csv_path, runs, shared.ids)
-        click.echo(f"wrote {csv_path} ({n} rows)", err=True)
+    if csv:
+        n = write_csv(csv, runs, shared.ids)
+        click.echo(f"wrote {csv} ({n} rows)", err=True)
     if json_path:
-        Path(json_path).write_text(json.dumps(json_safe(comp), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        import json as json_module
+
+        Path(json_path).write_text(json_module.dumps(json_safe(comp), indent=2, allow_nan=False) + "\n",
+                                   encoding="utf-8")
         click.echo(f"wrote {json_path}", err=True)
-    if plot_path:
+    if plot:
         from .plot import write_plot
 
-        write_plot(plot_path, comp)
-        click.echo(f"wrote {plot_path}", err=True)
-    if html_path:
+        write_plot(plot, comp)
+        click.echo(f"wrote {plot}", err=True)
+    if html:
         from .html_report import load_images, write_html
 
         images, class_names, warning = ({}, None, None) if no_images else load_images(runs[0], shared.ids, data_dir)
         if warning:
             click.echo(f"warning: {warning}", err=True)
-        write_html(html_path, comp, runs, shared.ids, images, class_names)
-        click.echo(f"wrote {html_path}", err=True)
+        write_html(html, comp, runs, shared.ids, images, class_names)
+        click.echo(f"wrote {html}", err=True)
 
 
 @click.command(name="calibrate")
@@ -115,12 +165,20 @@ def calibrate_command(results, fit_fraction, seed, n_bins, json_path) -> None:
 
     reports = []
     try:
-        runs = [load_run(path) for path in results]
+        runs = []
+        for path in results:
+            found = load_runs(path)
+            usable = [run for run in found if run.metric == "classification"]
+            if not usable:
+                listing = ", ".join(f"{run.task} ({run.metric})" for run in found)
+                raise CalibrationError(f"{found[0].path} holds no classification run ({listing}): calibration "
+                                       f"needs a classification run")
+            if len(found) > 1:  # a run of several tasks: name each by model and task
+                for run in usable:
+                    run.label = f"{run.label} / {run.task}"
+            runs += usable
         unique_labels(runs)
         for run in runs:
-            if run.metric != "classification":
-                raise CalibrationError(f"{run.path} is a {run.metric} run ({run.task}): calibration needs a "
-                                       f"classification run")
             reports.append((run.label, run.path, calibrate(list(run.records.values()), fit_fraction, seed, n_bins)))
     except (CompareError, CalibrationError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -70,11 +70,18 @@ def _guess_metric(records: dict[str, dict]) -> str:
     return "winoground"
 
 
-def samples_path_for(results_path: Path) -> Path:
+def samples_path_for(results_path: Path, task: str | None = None) -> Path:
+    """``samples_<stamp>.jsonl`` beside ``results_<stamp>.json``; for one task of a run of several tasks
+    ``samples_<task>_<stamp>.jsonl``."""
     name = results_path.name
     if not (name.startswith("results_") and name.endswith(".json")):
         raise CompareError(f"{results_path}: expected a results_<stamp>.json file written by `winoeval run`")
-    return results_path.with_name("samples_" + name[len("results_"):-len(".json")] + ".jsonl")
+    stamp = name[len("results_"):-len(".json")]
+    if task is None:
+        return results_path.with_name(f"samples_{stamp}.jsonl")
+    from .runner import safe_name
+
+    return results_path.with_name(f"samples_{safe_name(task)}_{stamp}.jsonl")
 
 
 def _pick_results(path: Path) -> Path:
@@ -88,17 +95,14 @@ def _pick_results(path: Path) -> Path:
     return found[-1]
 
 
-def load_run(path: str | Path) -> Run:
-    """Read a results file and its samples file; a run without ``--log-samples`` is an error that says
-    to rerun with it."""
-    results_path = _pick_results(Path(path))
-    try:
-        results = json.loads(results_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CompareError(f"{results_path}: cannot read the results file ({exc})") from None
-    if not isinstance(results, dict) or "task" not in results or "model" not in results:
-        raise CompareError(f"{results_path}: not a winoeval results file (no 'task'/'model')")
-    samples = samples_path_for(results_path)
+def task_names(results: dict[str, Any]) -> list[str]:
+    """The tasks a results file holds: ``tasks`` (a run of several tasks) or ``task`` (one)."""
+    if isinstance(results.get("tasks"), dict):
+        return list(results["tasks"])
+    return [results["task"]["name"]]
+
+
+def _read_samples(samples: Path, results_path: Path, results: dict[str, Any]) -> tuple[dict[str, dict], list[str]]:
     if not samples.exists():
         if results.get("config", {}).get("log_samples"):
             raise CompareError(f"{results_path}: its per-example samples file {samples.name} is missing (moved or "
@@ -123,7 +127,39 @@ def load_run(path: str | Path) -> Run:
                 records.pop(eid, None)
             else:
                 records[eid] = record
-    return Run(results_path, samples, results, records, skipped, label=str(results["model"]["name"]))
+    return records, skipped
+
+
+def load_runs(path: str | Path) -> list[Run]:
+    """One :class:`Run` per task of a results file (a run of several tasks holds several), each with its
+    samples file; a run without ``--log-samples`` is an error that says to rerun with it."""
+    results_path = _pick_results(Path(path))
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CompareError(f"{results_path}: cannot read the results file ({exc})") from None
+    if not isinstance(results, dict) or "model" not in results or not ("task" in results or "tasks" in results):
+        raise CompareError(f"{results_path}: not a winoeval results file (no 'model', or no 'task'/'tasks')")
+    several = isinstance(results.get("tasks"), dict)
+    runs = []
+    for task in task_names(results):
+        view = results
+        if several:  # the view of one task, shaped as a one-task results file
+            view = {**results, "task": {**results["tasks"][task], "name": task},
+                    "results": {task: results.get("results", {}).get(task, {})}}
+        samples = samples_path_for(results_path, task if several else None)
+        records, skipped = _read_samples(samples, results_path, results)
+        runs.append(Run(results_path, samples, view, records, skipped, label=str(results["model"]["name"])))
+    return runs
+
+
+def load_run(path: str | Path) -> Run:
+    """The run of a one-task results file (see :func:`load_runs` for files of several tasks)."""
+    runs = load_runs(path)
+    if len(runs) != 1:
+        raise CompareError(f"{runs[0].path}: holds {len(runs)} tasks ({', '.join(r.task for r in runs)}); "
+                           f"pick one with --task")
+    return runs[0]
 
 
 def unique_labels(runs: Sequence[Run], labels: Sequence[str] = ()) -> None:
