@@ -344,6 +344,8 @@ def test_check_plugin_command(cli_env):
     assert res.exit_code == 2 and "no model or task 'analytc'; did you mean analytic?" in res.output
     res = runner.invoke(cli, ["check-plugin", "analytic"])
     assert res.exit_code == 2 and "pass --task TASK" in res.output
+    res = runner.invoke(cli, ["check-plugin", "mnist-unet", "--task", "mnist", "--model-arg", "checkpont=x"])
+    assert res.exit_code == 2 and "has no option 'checkpont'" in res.output and "checkpoint" in res.output
 
 
 def test_check_plugin_command_reports_failures_with_exit_status_1():
@@ -376,3 +378,15 @@ def test_check_plugin_command_reports_failures_with_exit_status_1():
                                       "the number of examples examples() yields")
     finally:
         pm.unregister(plugin)
+
+
+def test_batch_independence_tolerance_follows_the_precision():
+    import torch
+
+    from winoeval.testing.check import _close
+
+    half = torch.tensor([1.0, 2.0], dtype=torch.float16)
+    assert _close(half, half.float() + 0.004)  # float16 kernels differ by ~1e-3 relative between batch sizes
+    assert not _close(half.float(), half.float() + 0.004)  # float32: 1e-4 relative
+    assert not _close(half, half.float() + 0.1)
+    assert not _close(torch.zeros(2), torch.zeros(3))

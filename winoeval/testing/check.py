@@ -108,11 +108,12 @@ def _close(a, b) -> bool:
     """Equal up to float kernel differences (batch composition may pick other kernels)."""
     import torch
 
+    half = a.dtype in (torch.float16, torch.bfloat16) or b.dtype in (torch.float16, torch.bfloat16)
     a, b = a.detach().double().cpu(), b.detach().double().cpu()
     if a.shape != b.shape:
         return False
     scale = 1.0 + float(max(a.abs().max(), b.abs().max())) if a.numel() else 1.0
-    tol = 1e-2 if a.dtype in (torch.float16, torch.bfloat16) else 1e-4
+    tol = 1e-2 if half else 1e-4
     return bool(((a - b).abs() <= tol * scale).all())
 
 
@@ -517,6 +518,13 @@ def iter_rules() -> Iterable[tuple[str, str, str]]:
         yield "task", rule, what
 
 
+def _check_declared(entry: Any, given: dict, flag: str) -> None:
+    """Refuse option keys the plugin did not declare, as ``winoeval run`` does."""
+    check = getattr(entry, "check_options", None)
+    if check is not None:
+        check(given, flag)
+
+
 def _check_plugin_command() -> click.Command:
     @click.command(name="check-plugin")
     @click.argument("name")
@@ -564,8 +572,10 @@ def _check_plugin_command() -> click.Command:
             config = RunConfig(model=name if as_model else "-", task=task_name or name, device=device, dtype=dtype,
                                data_dir=data_dir, model_args=_key_values(model_arg, "--model-arg"),
                                task_args=_key_values(task_arg, "--task-arg"))
+            if as_model:
+                _check_declared(registry.resolve("model", name)[0], config.model_args, "--model-arg")
             if task_name:
-                registry.resolve("task", task_name)
+                _check_declared(registry.resolve("task", task_name)[0], config.task_args, "--task-arg")
         except (ConfigError, registry.UnknownNameError) as exc:
             raise click.UsageError(str(exc)) from None
         failed = False
