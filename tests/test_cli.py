@@ -23,14 +23,14 @@ def test_run_toy_winoground_writes_results_and_samples(tmp_path):
               "--log-samples", "-q")
     assert res.exit_code == 0, res.output
     assert "| analytic | toy-winoground | all | 6 | 100.0" in res.output
-    [results_file] = tmp_path.glob("results_*.json")
+    [results_file] = tmp_path.glob("*/results_*.json")
     results = json.loads(results_file.read_text())
     assert set(results) >= {"config", "results", "versions", "git_hash"}
     m = results["results"]["toy-winoground"]
     assert (m["text"], m["image"], m["group"], m["n"]) == (1.0, 1.0, 1.0, 6)
     assert results["config"]["scorer"]["n_samples"] == [6] and results["config"]["scorer"]["normalize"] is True
     assert set(m["by"]["collapsed_tag"]) == {"Object", "Relation"}
-    [samples_file] = tmp_path.glob("samples_*.jsonl")
+    [samples_file] = tmp_path.glob("*/samples_*.jsonl")
     assert samples_file.name.removeprefix("samples_").removesuffix(".jsonl") == \
         results_file.name.removeprefix("results_").removesuffix(".json")
     lines = [json.loads(line) for line in samples_file.read_text().splitlines()]
@@ -50,7 +50,7 @@ def test_classification_run_and_resume_reuses_finished_examples(tmp_path):
     assert "16 example(s) computed, 0 reused" in first.output
     second = run(*args)
     assert "0 example(s) computed, 16 reused" in second.output
-    a, b = sorted(tmp_path.glob("results_*.json"))  # never overwritten, even within one second
+    a, b = sorted(tmp_path.glob("*/results_*.json"))  # never overwritten, even within one second
     ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
     assert {ra.pop("run")["examples_computed"], rb.pop("run")["examples_computed"]} == {16, 0}
     assert ra == rb  # the same results; only the run's own record (date, wall time, counts) differs
@@ -79,7 +79,8 @@ class Recording:
     (["--n-samples", "5,10", "--to-keep", "3"], "one value per"),
     (["--n-samples", "five"], "comma-separated integers"),
     (["--loss", "l3"], "l3"),
-    (["--limit", "0"], "--limit must be positive"),
+    (["--limit", "0"], "--limit must be a count"),
+    (["--limit", "1.5"], "or a fraction in (0, 1)"),
     (["--device", "tpu"], "unknown --device"),
     (["--model-arg", "novalue"], "KEY=VALUE"),
 ])
@@ -124,3 +125,42 @@ def test_list_shows_models_tasks_and_their_plugins():
     assert res.exit_code == 0
     assert "analytic" in res.output and "[winoeval.plugins.analytic]" in res.output
     assert "toy-winoground" in res.output and "[winoeval.tasks.synthetic]" in res.output
+
+
+def test_several_tasks_one_model_load_one_results_file(tmp_path):
+    loads = []
+    from winoeval.plugins.analytic import AnalyticDenoiser
+
+    class Counting:
+        @hookimpl
+        def winoeval_register_models(self, register):
+            register("counted", lambda arg, config: loads.append(1) or AnalyticDenoiser(0.5))
+
+    plugin = Counting()
+    registry.get_plugin_manager().register(plugin, name="counting")
+    try:
+        res = CliRunner().invoke(cli, ["run", "-m", "counted", "-t", "toy-winoground,colors", "--limit", "0.1",
+                                       "--n-samples", "2", "-o", str(tmp_path), "--log-samples", "-q"])
+    finally:
+        registry.get_plugin_manager().unregister(plugin)
+    assert res.exit_code == 0, res.output
+    assert len(loads) == 1
+    [results_file] = (tmp_path / "counted").glob("results_*.json")  # OUTPUT/<model>/results_<date>.json
+    results = json.loads(results_file.read_text())
+    assert set(results["results"]) == {"toy-winoground", "colors"} == set(results["tasks"])
+    # --limit 0.1: the first 10 % of each task, rounded up: 1 of 6 pairs, 8 of 80 colours
+    assert results["results"]["toy-winoground"]["n"] == 1 and results["results"]["colors"]["n"] == 8
+    samples = sorted(p.name for p in (tmp_path / "counted").glob("samples_*.jsonl"))
+    assert [n.split("_2")[0] for n in samples] == ["samples_colors", "samples_toy-winoground"]
+    assert "| counted | toy-winoground |" in res.output and "| counted | colors |" in res.output
+
+
+def test_run_help_shows_every_default():
+    res = CliRunner().invoke(cli, ["run", "--help"], terminal_width=200)
+    text = " ".join(res.output.split())
+    for option, default in [("--n-samples", "20"), ("--timesteps", "even"), ("--loss", "l2"), ("--seed", "0"),
+                            ("--confidence", "0.99"), ("--batch-size", "auto"), ("--device", "auto"),
+                            ("--dtype", "auto"), ("--output-path", "winoeval-out"), ("--limit", "all")]:
+        after = text.split(option, 1)[1].split(" --", 1)[0]
+        assert f"default: {default}" in after, (option, after)
+    assert "per image–text pair (not examples)" in text

@@ -60,3 +60,19 @@ def test_classification_accuracy_and_mean_per_class():
     assert m["accuracy"] == pytest.approx(0.6)
     assert m["mean_per_class_accuracy"] == pytest.approx(0.375)
     assert m["per_class_accuracy"] == {"cat": 0.75, "dog": 0.0}
+
+
+def test_mean_per_class_accuracy_has_a_bootstrap_interval():
+    from winoeval.metrics import mean_per_class_interval
+
+    def records(correct_per_class, n=10):
+        return [{"label": k, "verdicts": {"correct": i < c}} for k, c in enumerate(correct_per_class) for i in range(n)]
+
+    m = classification_metrics(records([10, 0]))
+    assert m["mean_per_class_accuracy"] == 0.5 and m["mean_per_class_accuracy_ci95"] == [0.5, 0.5]  # no spread
+    m = classification_metrics(records([5, 10]))
+    lo, hi = m["mean_per_class_accuracy_ci95"]
+    # only class 0 varies: acc0 ~ Binomial(10, .5)/10, so mpc = (acc0 + 1)/2 has sd sqrt(.025)/2 ≈ 0.079;
+    # the discrete percentiles of Binomial(10, .5) are 2 and 8 → [0.6, 0.9]
+    assert (lo, hi) == pytest.approx((0.6, 0.9))
+    assert all(v != v for v in mean_per_class_interval({}))

@@ -36,11 +36,11 @@ def _comparable(path: Path) -> bytes:
 
 
 def _results(out_dir: Path) -> list[Path]:
-    return sorted(out_dir.glob("results_*.json"))
+    return sorted(out_dir.glob("*/results_*.json"))
 
 
 def _cache_lines(out_dir: Path) -> int:
-    return sum(len(p.read_bytes().splitlines()) for p in out_dir.glob(".cache/*/part-*.jsonl"))
+    return sum(len(p.read_bytes().splitlines()) for p in out_dir.glob("*/.cache/*/part-*.jsonl"))
 
 
 def _winoeval(args, env, **kw):
@@ -55,7 +55,7 @@ def test_kill_and_resume_gives_a_byte_identical_results_file(tmp_path, cli_env):
     [reference] = _results(out)
     reference_bytes = _comparable(reference)
     reference.unlink()
-    shutil.rmtree(out / ".cache")
+    shutil.rmtree(out / "analytic_0.3" / ".cache")
 
     proc = subprocess.Popen([sys.executable, "-m", "winoeval", *RUN, "-o", str(out)], env=cli_env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -81,14 +81,14 @@ def test_two_processes_gather_the_same_results_as_one(tmp_path, cli_env):
             "-o", str(tmp_path), "--log-samples"]
     res = _winoeval(args, cli_env)
     assert res.returncode == 0, res.stderr
-    one = {p.name.split("_")[0]: _comparable(p) for p in tmp_path.glob("*_*.json*")}
-    for p in tmp_path.glob("*_*.json*"):
+    one = {p.name.split("_")[0]: _comparable(p) for p in tmp_path.glob("*/*_*.json*")}
+    for p in tmp_path.glob("*/*_*.json*"):
         p.unlink()
-    shutil.rmtree(tmp_path / ".cache")
+    shutil.rmtree(tmp_path / "analytic_0.4" / ".cache")
     res = _winoeval([*args, "--num-processes", "2"], cli_env)
     assert res.returncode == 0, res.stderr
-    assert len(list(tmp_path.glob(".cache/*/part-*-of-002.jsonl"))) == 2  # each process cached its own
-    two = {p.name.split("_")[0]: _comparable(p) for p in tmp_path.glob("*_*.json*")}
+    assert len(list(tmp_path.glob("*/.cache/*/part-*-of-002.jsonl"))) == 2  # each process cached its own
+    two = {p.name.split("_")[0]: _comparable(p) for p in tmp_path.glob("*/*_*.json*")}
     assert one == two and set(one) == {"results", "samples"}
 
 
@@ -101,7 +101,7 @@ def test_torchrun_launch_shards_and_rank0_gathers(tmp_path, cli_env):
     [single] = _results(tmp_path)
     expected = _comparable(single)
     single.unlink()
-    shutil.rmtree(tmp_path / ".cache")
+    shutil.rmtree(tmp_path / "analytic_0.4" / ".cache")
     torchrun = str(Path(sys.executable).parent / "torchrun")
     res = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "winoeval", *args],
                          env=cli_env, capture_output=True, text=True, timeout=300)

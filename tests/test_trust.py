@@ -294,7 +294,7 @@ def test_a_damaged_cache_line_is_skipped_counted_and_cleaned(tmp_path, garbage):
     config = RunConfig("analytic:0.2", "colors:0.2", scorer_args={"n_samples": (2,)}, limit=6,
                        output_path=str(tmp_path))
     evaluate(config, progress=False)
-    [part] = tmp_path.glob(".cache/*/part-*.jsonl")
+    [part] = tmp_path.glob("*/.cache/*/part-*.jsonl")
     lines = part.read_bytes().splitlines(keepends=True)
     part.write_bytes(b"".join(lines[:2]) + garbage + b"".join(lines[3:]))  # record 3 replaced by damage
     with pytest.warns(UserWarning, match="1 damaged line"):
@@ -309,7 +309,7 @@ def test_a_second_identical_run_is_refused_with_the_first_ones_pid(tmp_path):
     config = RunConfig("analytic:0.2", "colors:0.2", scorer_args={"n_samples": (2,)}, limit=2,
                        output_path=str(tmp_path))
     evaluate(config, progress=False)
-    [lock_path] = tmp_path.glob(".cache/*/part-000-of-001.lock")
+    [lock_path] = tmp_path.glob("*/.cache/*/part-000-of-001.lock")
     holder = RunLock(lock_path)
     holder.acquire()
     try:

@@ -63,24 +63,36 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--model", "-m", required=True, help="Model name, e.g. sd2, openclip, mnist-unet, sd:DIR.")
-@click.option("--task", "-t", required=True, help="Task name, e.g. winoground, winoground:relation, mnist.")
-@click.option("--n-samples", help="Monte-Carlo samples per candidate; comma list for pruning stages (25,250).")
-@click.option("--to-keep", help="Candidates kept after each stage, strictly decreasing (5,1).")
+@click.option("--task", "-t", "tasks", required=True, multiple=True,
+              help="Task name, e.g. winoground, winoground:relation, mnist; several: -t a -t b or -t a,b "
+                   "(one model load, one results file).")
+@click.option("--n-samples", help="Monte-Carlo (t, ε) draws per image–text pair (not examples); a comma list gives "
+                                  "pruning stages, e.g. 25,250. [default: 20, or the task's preset]")
+@click.option("--to-keep", help="Candidates kept after each pruning stage, strictly decreasing, e.g. 5,1. "
+                                "[default: none, or the task's preset]")
 @click.option("--early-stop", is_flag=True, default=None,
-              help="Sequential paired stopping: stop each comparison once decided; --n-samples is the budget.")
-@click.option("--confidence", type=float, help="Early stop: confidence of each decision [0.99].")
-@click.option("--timesteps", type=click.Choice(["even", "uniform", "stratified"]), help="Timestep design [even].")
-@click.option("--loss", type=click.Choice(["l2", "l1", "huber"]), help="Per-sample loss [l2].")
+              help="Sequential paired stopping: stop each comparison once decided; --n-samples is the budget. "
+                   "[default: off]")
+@click.option("--confidence", type=float, help="Early stop: confidence of each decision. [default: 0.99]")
+@click.option("--timesteps", type=click.Choice(["even", "uniform", "stratified"]),
+              help="Timestep design. [default: even]")
+@click.option("--loss", type=click.Choice(["l2", "l1", "huber"]), help="Per-sample loss. [default: l2, or the "
+                                                                       "task's preset]")
 @click.option("--normalize/--no-normalize", default=None,
-              help="Subtract the unconditional error (fair image scores) [task default].")
-@click.option("--batch-size", help="Model forward batch size, or auto (512 on GPUs, 128 on CPUs; halves on OOM) [auto].")
-@click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the model's forward.")
+              help="Subtract the unconditional error (fair image scores). [default: on for Winoground-metric "
+                   "tasks, off otherwise]")
+@click.option("--batch-size", help="Model forward batch size, or auto (512 on GPUs, 128 on CPUs; halves on "
+                                   "out-of-memory). [default: auto]")
+@click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the model's forward. "
+                                                                       "[default: off]")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--dtype", default="auto", show_default=True,
               type=click.Choice(["auto", "float32", "float16", "bfloat16"]))
-@click.option("--seed", type=int, help="Seed of the shared (t, ε) draws [0].")
-@click.option("--limit", type=int, help="Only the first N examples.")
-@click.option("--data-dir", type=click.Path(), help="Local dataset (save_to_disk, parquet or hub snapshot folder).")
+@click.option("--seed", type=int, help="Seed of the shared (t, ε) draws. [default: 0]")
+@click.option("--limit", type=float, help="Only the first N examples, or a fraction of them (0.1 = the first 10 %). "
+                                          "[default: all]")
+@click.option("--data-dir", type=click.Path(), help="Local dataset (save_to_disk, parquet or hub snapshot folder). "
+                                                    "[default: the task's hub dataset or built-in data]")
 @click.option("--output-path", "-o", default="winoeval-out", show_default=True, type=click.Path(),
               help="Directory for results, per-example logs and the resume cache.")
 @click.option("--log-samples", is_flag=True, help="Also write a JSONL line per example.")
@@ -92,15 +104,24 @@ def cli() -> None:
               help="Shard the examples over N local processes, then gather one results file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
-def run(ctx, model, task, n_samples, to_keep, early_stop, confidence, timesteps, loss, normalize, batch_size, compile_, device, dtype, seed, limit,
+def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, timesteps, loss, normalize, batch_size, compile_, device, dtype, seed, limit,
         data_dir, output_path, log_samples, skip_bad, model_arg, task_arg, num_processes, quiet) -> None:
-    """Evaluate MODEL on TASK; print a markdown table and write results_<timestamp>.json.
+    """Evaluate MODEL on one or more tasks; print a markdown table and write
+    OUTPUT/<model>/results_<timestamp>.json.
 
     Interrupted runs resume: rerun the same command. For several GPUs use
     `accelerate launch -m winoeval run ...` (one process per GPU; rank 0 writes the results)."""
+    import dataclasses
+
     from .config import ConfigError, RunConfig
     from .registry import UnknownNameError
-    from .runner import BadExampleError, evaluate, markdown_table, prepare
+    from .runner import BadExampleError, markdown_table, prepare, run_tasks
+
+    task_names = [t.strip() for value in tasks for t in value.split(",") if t.strip()]
+    if not task_names:
+        raise click.UsageError("give a task with --task/-t")
+    if len(set(task_names)) != len(task_names):
+        raise click.UsageError(f"a task is given twice in --task ({', '.join(task_names)})")
 
     scorer_args = {"n_samples": _ints(n_samples, "--n-samples"), "to_keep": _ints(to_keep, "--to-keep"),
                    "early_stop": early_stop, "confidence": confidence,
@@ -111,11 +132,11 @@ def run(ctx, model, task, n_samples, to_keep, early_stop, confidence, timesteps,
         scorer_args.pop("confidence")  # only early stopping reads it (warned about below)
     scorer_args = {k: v for k, v in scorer_args.items() if v is not None}
     try:
-        config = RunConfig(model=model, task=task, scorer_args=scorer_args, device=device, dtype=dtype,
+        config = RunConfig(model=model, task=task_names[0], scorer_args=scorer_args, device=device, dtype=dtype,
                            limit=limit, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
                            skip_bad=skip_bad, model_args=_key_values(model_arg, "--model-arg"),
                            task_args=_key_values(task_arg, "--task-arg"))
-        prepared = prepare(config)
+        prepared = [prepare(dataclasses.replace(config, task=t)) for t in task_names]
     except (ConfigError, UnknownNameError) as exc:
         raise click.UsageError(str(exc)) from None
     if confidence is not None and not early_stop:
@@ -124,11 +145,12 @@ def run(ctx, model, task, n_samples, to_keep, early_stop, confidence, timesteps,
     try:
         if num_processes > 1:
             _run_workers(ctx, num_processes, quiet)
-        out = evaluate(config, progress=not quiet and num_processes == 1, prepared=prepared)
+        out = run_tasks(config, task_names, progress=not quiet and num_processes == 1, prepared=prepared)
     except BaseException as exc:
         from .runner import remove_if_empty
 
-        remove_if_empty(prepared)  # a failed run leaves no empty output folder behind
+        for prep in prepared:
+            remove_if_empty(prep)  # a failed run leaves no empty output folder behind
         if isinstance(exc, (ConfigError, UnknownNameError)):
             raise click.UsageError(str(exc)) from None
         if isinstance(exc, BadExampleError) or _is_user_error(exc):
@@ -138,7 +160,8 @@ def run(ctx, model, task, n_samples, to_keep, early_stop, confidence, timesteps,
         click.echo(f"shard done: {out.computed} computed, {out.reused} reused ({out.cache_path})", err=True)
         return
     click.echo(markdown_table(out.results))
-    click.echo(f"\nresults: {out.results_path}" + (f"\nsamples: {out.samples_path}" if out.samples_path else "")
+    samples = "".join(f"\nsamples: {p}" for p in out.samples_paths.values())
+    click.echo(f"\nresults: {out.results_path}{samples}"
                + f"\n({out.computed} example(s) computed, {out.reused} reused from {out.cache_path})", err=True)
 
 

@@ -89,7 +89,7 @@ class RunConfig:
     scorer_args: dict[str, Any] = field(default_factory=dict)  # explicit ScorerConfig fields (+ normalize)
     device: str = "auto"
     dtype: str = "auto"
-    limit: int | None = None
+    limit: int | float | None = None  # a count, or a fraction of the task in (0, 1)
     data_dir: str | None = None
     output_path: str | None = None
     log_samples: bool = False
@@ -104,8 +104,13 @@ class RunConfig:
                 self.device.startswith("cuda:") and self.device[5:].isdigit()):
             raise ConfigError(f"unknown --device {self.device!r}; use auto, cpu, cuda or cuda:N (N a GPU index, "
                               f"e.g. cuda:0)")
-        if self.limit is not None and self.limit <= 0:
-            raise ConfigError(f"--limit must be positive, got {self.limit}")
+        if self.limit is not None:
+            if isinstance(self.limit, float) and self.limit.is_integer() and self.limit >= 1:
+                self.limit = int(self.limit)
+            fraction = isinstance(self.limit, float) and 0 < self.limit < 1
+            if not fraction and not (isinstance(self.limit, int) and self.limit >= 1):
+                raise ConfigError(f"--limit must be a count (1, 2, …) or a fraction in (0, 1) such as 0.1, "
+                                  f"got {self.limit}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
