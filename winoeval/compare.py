@@ -32,9 +32,10 @@ from .results import CompareError, check_runs, load_runs, unique_labels
               help="Paired bootstrap resamples.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
-              help="Write grouped bars with 95 % intervals (PNG).")
+              help="Write grouped bars with 95 % intervals and chance lines (PNG).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
-              help="Write a self-contained HTML report: every example, its images, captions, scores and verdicts.")
+              help="Write a self-contained HTML report: summary, paired differences with ids, every example "
+                   "(images, captions, scores, verdicts) and a filter; FILE#show=disagree opens the filtered view.")
 @click.option("--data-dir", type=click.Path(),
               help="Where the task's data is, for the HTML images [the run's --data-dir].")
 @click.option("--no-images", is_flag=True, help="HTML report without images (no dataset access).")
