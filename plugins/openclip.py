@@ -265,6 +265,20 @@ def fingerprint(argument: str | None, config) -> str:
     return _fingerprint_of(*parse_argument(argument))
 
 
+HUB_WEIGHTS = {  # the hub repository and file each shipped name downloads (open_clip's pretrained table)
+    DEFAULT: ("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "open_clip"),
+    ("ViT-L-14", "openai"): ("timm/vit_large_patch14_clip_224.openai", "open_clip"),
+}
+
+
+def cached(arch_tag: tuple[str, str]) -> bool:
+    """Whether the local hub cache holds the weights of ``(arch, tag)`` (no network)."""
+    from winoeval.hub import cached_files
+
+    repo, prefix = HUB_WEIGHTS[arch_tag]
+    return any(f.startswith(prefix) for f in cached_files(repo))
+
+
 def _named_loader(arch: str, pretrained: str, name: str):
     def loader(argument, config):
         return load_model(arch, pretrained, config, name=name, **_options(config))
@@ -275,8 +289,10 @@ def _named_loader(arch: str, pretrained: str, name: str):
 @hookimpl
 def winoeval_register_models(register):
     register("openclip", load, takes_argument=True, options=MODEL_OPTIONS, fingerprint=fingerprint,
+             weights=(HUB_WEIGHTS[DEFAULT][0], lambda: cached(DEFAULT)),
              description="OpenCLIP ViT-H-14 laion2b_s32b_b79k, the paper's baseline; "
                          "openclip:ARCH/TAG, openclip:ARCH//CHECKPOINT, openclip:DIR")
     for name, ((arch, tag), description) in MODELS.items():
         register(name, _named_loader(arch, tag, name), description=f"{description} [{arch}/{tag}]",
-                 options=MODEL_OPTIONS, fingerprint=lambda argument, config, a=arch, t=tag: _fingerprint_of(a, t))
+                 options=MODEL_OPTIONS, fingerprint=lambda argument, config, a=arch, t=tag: _fingerprint_of(a, t),
+                 weights=(HUB_WEIGHTS[(arch, tag)][0], lambda a=arch, t=tag: cached((a, t))))

@@ -271,11 +271,25 @@ def _has_safetensors(path: Path) -> bool:
     return all(any((path / c).glob("*.safetensors")) for c in WEIGHT_COMPONENTS)
 
 
+def download_command(repo_id: str) -> str:
+    """The targeted download of the README: only the components winoeval loads, safetensors only."""
+    include = " ".join(f'--include "{c}/*"' for c in ("scheduler", "tokenizer", "text_encoder", "unet", "vae"))
+    return f'hf download {repo_id} --include "model_index.json" {include} --exclude "*.bin" --exclude "*fp16*"'
+
+
+def cached(repo_id: str) -> bool:
+    """Whether the local hub cache holds what :func:`download_command` fetches (no network)."""
+    from winoeval.hub import cached_files
+
+    files = cached_files(repo_id)
+    return "model_index.json" in files and all(any(f.startswith(c + "/") for f in files) for c in COMPONENTS)
+
+
 def hub_help(repo_id: str) -> str:
-    command = f"download {repo_id} --exclude \"*.ckpt\""
-    return (f"on a machine with network access run `hf {command}` (older huggingface_hub: `huggingface-cli "
-            f"{command}`) and copy the Hugging Face cache (~/.cache/huggingface or $HF_HOME) here, or download "
-            f"with `--local-dir DIR` and pass --model sd:DIR; for a gated or private repo run `hf auth login` first")
+    return (f"on a machine with network access run `{download_command(repo_id)}` (older huggingface_hub: "
+            f"`huggingface-cli download` with the same options) and copy the Hugging Face cache "
+            f"(~/.cache/huggingface or $HF_HOME) here, or add `--local-dir DIR` and pass --model sd:DIR; for a "
+            f"gated or private repo run `hf auth login` first")
 
 
 def resolve_source(source: str, revision: str | None = None) -> tuple[str, bool, bool | None]:
@@ -405,6 +419,6 @@ def _named_fingerprint(repo_id: str):
 def winoeval_register_models(register):
     for name, (repo_id, description) in MODELS.items():
         register(name, _named_loader(repo_id), description=f"{description} [{repo_id}]", options=MODEL_OPTIONS,
-                 fingerprint=_named_fingerprint(repo_id))
+                 fingerprint=_named_fingerprint(repo_id), weights=(repo_id, lambda r=repo_id: cached(r)))
     register("sd", load, takes_argument=True, options=MODEL_OPTIONS, fingerprint=fingerprint,
              description="any Stable Diffusion 1.x/2.x diffusers pipeline: sd:HUB_ID or sd:/local/folder")

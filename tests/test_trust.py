@@ -507,3 +507,25 @@ def test_compare_warns_about_same_name_different_weights_and_a_file_given_twice(
     assert "same model name 'file-sigma' have different model fingerprints" in result.output
     result = CliRunner().invoke(cli, ["compare", paths[0], paths[0]])
     assert "given 2 times" in result.output and "compared with itself" in result.output
+
+
+def test_list_says_which_hub_weights_are_in_the_local_cache(tmp_path, cli_env):
+    snapshot = tmp_path / "models--stabilityai--stable-diffusion-2-base" / "snapshots" / "abc123"
+    for name in ("model_index.json", "scheduler/s.json", "tokenizer/t.json", "text_encoder/m.safetensors",
+                 "unet/m.safetensors", "vae/m.safetensors"):
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).write_text("{}")
+    res = _winoeval(["list"], {**cli_env, "HF_HUB_CACHE": str(tmp_path)})
+    lines = {line.split()[0]: line for line in res.stdout.splitlines() if line.startswith("  ")}
+    assert "weights: in the local hub cache" in lines["sd2"]
+    assert "not in the local cache" in lines["sd2.1"] and "not in the local cache" in lines["openclip:…"]
+    assert "weights:" not in lines["mnist-unet"]  # shipped weights: nothing to download
+
+
+def test_sd_offline_error_gives_the_targeted_download_command(tmp_path, cli_env):
+    res = _winoeval(["run", "-m", "sd2", "-t", "toy-winoground", "-o", str(tmp_path / "o")],
+                    {**cli_env, "HF_HUB_CACHE": str(tmp_path / "empty")})
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert ('hf download stabilityai/stable-diffusion-2-base --include "model_index.json"' in res.stderr
+            and '--include "unet/*"' in res.stderr and '--exclude "*.bin"' in res.stderr)
+    assert "%|" not in res.stderr and not (tmp_path / "o").exists()

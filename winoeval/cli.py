@@ -241,6 +241,19 @@ def _option_lines(entry, flag: str, indent: str) -> list[str]:
             for k, help_ in sorted(entry.options.items())]
 
 
+def _weights_mark(entry) -> str:
+    """For models whose weights come from the hub: whether the local cache has them (no network)."""
+    weights = entry.extras.get("weights")
+    if not weights:
+        return ""
+    repo, is_cached = weights
+    try:
+        state = "in the local hub cache" if is_cached() else "to download from the hub (not in the local cache)"
+    except Exception:  # a listing never fails on a cache lookup
+        state = "from the hub (cache state unknown)"
+    return f"  · weights: {state}"
+
+
 @cli.command(name="list")
 @click.option("--options", "show_options", is_flag=True, help="Also list each one's --model-arg/--task-arg options.")
 def list_(show_options) -> None:
@@ -252,7 +265,7 @@ def list_(show_options) -> None:
         width = max((len(n) for n in entries), default=0)
         for name, entry in sorted(entries.items()):
             shown = f"{name}:…" if entry.takes_argument else name
-            click.echo(f"  {shown:<{width + 2}}  {entry.description}  [{entry.plugin}]")
+            click.echo(f"  {shown:<{width + 2}}  {entry.description}  [{entry.plugin}]{_weights_mark(entry)}")
             if show_options:
                 for line in _option_lines(entry, flag, "      "):
                     click.echo(line)

@@ -94,3 +94,26 @@ def load_hf_dataset(repo_id: str, split: str, *, data_dir: str | None = None, ga
         reason = why_offline() + " and it is not in the local cache" if offline else f"{type(exc).__name__}: {exc}"
         msg = f"could not load {what} ({repo_id}, split {split!r}): {reason}. To fix: " + "; ".join(steps)
         raise HubUnavailableError(msg) from None
+
+
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache, found as huggingface_hub finds it (``HF_HUB_CACHE``, ``HF_HOME/hub``,
+    ``XDG_CACHE_HOME/huggingface/hub``, ``~/.cache/huggingface/hub``), without importing it."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+    return os.path.join(os.path.expanduser(home), "hub")
+
+
+def cached_files(repo_id: str, repo_type: str = "model") -> set[str]:
+    """Names of the files of ``repo_id`` in the local hub cache, over all snapshots (no network)."""
+    folder = os.path.join(hub_cache_dir(), f"{repo_type}s--" + repo_id.replace("/", "--"), "snapshots")
+    names: set[str] = set()
+    if os.path.isdir(folder):
+        for snapshot in os.listdir(folder):
+            root = os.path.join(folder, snapshot)
+            for dirpath, _, files in os.walk(root):
+                rel = os.path.relpath(dirpath, root)
+                names |= {f if rel == "." else f"{rel}/{f}" for f in files}
+    return names
