@@ -289,3 +289,19 @@ def test_shared_noise_gives_every_example_the_same_plan_and_per_example_does_not
 def test_bad_variance_and_noise_settings_name_the_option(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         ScorerConfig(**kwargs)
+
+
+def test_noise_mode_is_part_of_the_cache_key(tmp_path):
+    from winoeval.config import RunConfig
+    from winoeval.runner import evaluate
+
+    def run(**scorer):
+        cfg = RunConfig("analytic:0.6", "colors:0.6", scorer_args={"n_samples": (6,), **scorer}, limit=3,
+                        output_path=str(tmp_path))
+        return evaluate(cfg, progress=False, write=False)
+
+    own, shared = run(), run(noise="shared")
+    assert shared.computed == 3 and shared.reused == 0 and own.cache_path != shared.cache_path
+    assert [r["errors"] for r in own.records] != [r["errors"] for r in shared.records]
+    again = run(noise="shared")
+    assert again.reused == 3 and again.records == shared.records

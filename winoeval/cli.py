@@ -74,6 +74,11 @@ def cli() -> None:
               help="Sequential paired stopping: stop each comparison once decided; --n-samples is the budget. "
                    "[default: off]")
 @click.option("--confidence", type=float, help="Early stop: confidence of each decision. [default: 0.99]")
+@click.option("--early-variance", type=click.Choice(["stratified", "iid"]),
+              help="Early stop: standard error along t (stratified) or the older i.i.d. one. [default: stratified]")
+@click.option("--noise", type=click.Choice(["per-example", "shared"]),
+              help="(t, ε) per example from (seed, id), or one shared plan for every example (the original "
+                   "protocol's single noise tensor). [default: per-example]")
 @click.option("--timesteps", type=click.Choice(["even", "uniform", "stratified"]),
               help="Timestep design. [default: even]")
 @click.option("--loss", type=click.Choice(["l2", "l1", "huber"]), help="Per-sample loss. [default: l2, or the "
@@ -104,7 +109,7 @@ def cli() -> None:
               help="Shard the examples over N local processes, then gather one results file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
-def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, timesteps, loss, normalize, batch_size, compile_, device, dtype, seed, limit,
+def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_variance, noise, timesteps, loss, normalize, batch_size, compile_, device, dtype, seed, limit,
         data_dir, output_path, log_samples, skip_bad, model_arg, task_arg, num_processes, quiet) -> None:
     """Evaluate MODEL on one or more tasks; print a markdown table and write
     OUTPUT/<model>/results_<timestamp>.json.
@@ -124,7 +129,7 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, timesteps
         raise click.UsageError(f"a task is given twice in --task ({', '.join(task_names)})")
 
     scorer_args = {"n_samples": _ints(n_samples, "--n-samples"), "to_keep": _ints(to_keep, "--to-keep"),
-                   "early_stop": early_stop, "confidence": confidence,
+                   "early_stop": early_stop, "confidence": confidence, "variance": early_variance, "noise": noise,
                    "timesteps": timesteps, "loss": loss, "normalize": normalize, "batch_size": batch_size,
                    "compile": compile_,
                    "seed": seed}
