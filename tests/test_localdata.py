@@ -167,7 +167,8 @@ def test_open_image(tmp_path):
 
     Image.new("L", (4, 4), 200).save(tmp_path / "grey.png")
     image = open_image(str(tmp_path / "grey.png"))
-    assert image.mode == "RGB" and image.getpixel((0, 0)) == (200, 200, 200)
+    # decoded in its own mode: each model converts (SD resizes before converting, as the original does)
+    assert image.mode == "L" and image.getpixel((0, 0)) == 200
     with pytest.raises(ValueError, match="image_0 is missing"):
         open_image(None, name="image_0")
     with pytest.raises(OSError, match=r"image_1 is unreadable \(UnidentifiedImageError"):

@@ -19,7 +19,8 @@ def winoeval_register_models(register: Callable[..., None]) -> None:
     """Register models: call `register` once per model name.
 
     ```
-    register(name, loader, description="", takes_argument=False, train=None, options=None, fingerprint=None)
+    register(name, loader, description="", takes_argument=False, train=None, options=None, fingerprint=None,
+             weights=None)
     ```
 
     - `loader(argument, config)` returns the model: a **denoiser** or a **matcher** (the protocols
@@ -34,7 +35,12 @@ def winoeval_register_models(register: Callable[..., None]) -> None:
       undeclared key is then refused before anything loads, with close matches. `None` accepts any key.
     - `train` is an optional click command, run as `winoeval train NAME`.
     - `fingerprint(argument, config) -> str | None` says what weights the model runs (e.g. a sha256 of
-      its files); it keys the resume cache and is recorded in the results file.
+      its files: `winoeval.fingerprint.hash_path(path)` hashes a file or folder and remembers it); it is
+      called before the model loads, keys the resume cache and is recorded in the results file (raise
+      `winoeval.config.ConfigError` there for a bad argument: one line, exit status 2). Without it, the
+      content of every local file or folder named by the argument or a `--model-arg` value is used.
+    - `weights=(hub_repo_id, is_cached)` marks a model whose weights are downloaded from the hub:
+      `winoeval list` shows whether `is_cached()` (a check of the local cache, no network) is true.
     - `description` is the one line `winoeval list` shows.
 
     A hook that raises is reported in one warning line, what it registered is dropped, and
