@@ -92,7 +92,9 @@ def cli() -> None:
                                                                        "[default: off]")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--dtype", default="auto", show_default=True,
-              type=click.Choice(["auto", "float32", "float16", "bfloat16"]))
+              type=click.Choice(["auto", "float32", "float16", "bfloat16"]),
+              help="Precision of the model's forward pass (auto: float16 on CUDA, float32 on CPU); x_t and the "
+                   "loss are always float32.")
 @click.option("--seed", type=int, help="Seed of the shared (t, ε) draws. [default: 0]")
 @click.option("--limit", type=float, help="Only the first N examples, or a fraction of them (0.1 = the first 10 %). "
                                           "[default: all]")
