@@ -529,3 +529,21 @@ def test_sd_offline_error_gives_the_targeted_download_command(tmp_path, cli_env)
     assert ('hf download stabilityai/stable-diffusion-2-base --include "model_index.json"' in res.stderr
             and '--include "unet/*"' in res.stderr and '--exclude "*.bin"' in res.stderr)
     assert "%|" not in res.stderr and not (tmp_path / "o").exists()
+
+
+def test_compare_on_an_output_folder_takes_the_newest_run_of_each_model_and_says_so(tmp_path):
+    from click.testing import CliRunner
+
+    from winoeval.cli import cli
+
+    out = tmp_path / "runs"
+    common = ["-t", "toy-winoground:3", "--n-samples", "2", "--log-samples", "-o", str(out), "-q"]
+    for model, seed in (("analytic", "0"), ("analytic", "1"), ("analytic:10", "0")):
+        res = CliRunner().invoke(cli, ["run", "-m", model, "--seed", seed, *common])
+        assert res.exit_code == 0, res.output
+        time.sleep(0.01)
+    newest = sorted((out / "analytic").glob("results_*.json"), key=lambda p: p.stat().st_mtime_ns)[-1]
+    result = CliRunner().invoke(cli, ["compare", str(out), "--json", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    assert f"holds 2 runs of analytic; comparing the newest, analytic/{newest.name}" in result.output
+    assert "| analytic | analytic:10 |" in result.output  # both models, one run each

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from .calibration import N_BINS
-from .results import CompareError, check_runs, load_runs, unique_labels
+from .results import CompareError, check_runs, load_file_runs, load_runs, pick_results, unique_labels
 
 
 @click.command(name="compare")
@@ -57,7 +57,7 @@ def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, htm
     task (each output file then gets the task's name before its extension).
     """
     try:
-        per_file = [load_runs(p) for p in results]
+        per_file = [load_file_runs(f) for p in results for f in pick_results(Path(p))]  # a folder: newest per model
         groups = _task_groups(per_file, only_tasks)
     except CompareError as exc:
         raise click.ClickException(str(exc)) from None

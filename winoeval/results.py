@@ -84,15 +84,35 @@ def samples_path_for(results_path: Path, task: str | None = None) -> Path:
     return results_path.with_name(f"samples_{safe_name(task)}_{stamp}.jsonl")
 
 
-def _pick_results(path: Path) -> Path:
+def _model_of(results_path: Path) -> str:
+    try:
+        return str(json.loads(results_path.read_text(encoding="utf-8"))["model"]["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"(unreadable: {results_path.name})"
+
+
+def pick_results(path: Path) -> list[Path]:
+    """A results file → itself. A folder (an ``--output-path``, or one model's folder in it) → the newest
+    results file of each model found in it and its model sub-folders, saying which it took: never a
+    silent choice among several runs of one model."""
     if not path.is_dir():
-        return path
-    found = sorted(path.glob("results_*.json"))
+        return [path]
+    found = sorted([*path.glob("results_*.json"), *path.glob("*/results_*.json")])
     if not found:
-        raise CompareError(f"{path}: no results_<stamp>.json in this directory")
-    if len(found) > 1:
-        click.echo(f"note: {path} holds {len(found)} results files; using the newest, {found[-1].name}", err=True)
-    return found[-1]
+        raise CompareError(f"{path}: no results_<stamp>.json in this folder or its model folders (winoeval run "
+                           f"writes OUTPUT/<model>/results_<stamp>.json)")
+    by_model: dict[str, list[Path]] = {}
+    for f in found:
+        by_model.setdefault(_model_of(f), []).append(f)
+    picked = []
+    for model, files in by_model.items():
+        files.sort(key=lambda f: (f.stat().st_mtime_ns, f.name))
+        picked.append(files[-1])
+        if len(files) > 1:
+            others = ", ".join(str(f.relative_to(path)) for f in files[:-1])
+            click.echo(f"note: {path} holds {len(files)} runs of {model}; comparing the newest, "
+                       f"{files[-1].relative_to(path)} (pass a results file to choose another: {others})", err=True)
+    return picked
 
 
 def task_names(results: dict[str, Any]) -> list[str]:
@@ -132,8 +152,13 @@ def _read_samples(samples: Path, results_path: Path, results: dict[str, Any]) ->
 
 def load_runs(path: str | Path) -> list[Run]:
     """One :class:`Run` per task of a results file (a run of several tasks holds several), each with its
-    samples file; a run without ``--log-samples`` is an error that says to rerun with it."""
-    results_path = _pick_results(Path(path))
+    samples file; a run without ``--log-samples`` is an error that says to rerun with it. A folder gives
+    the runs of the newest results file of each model in it (:func:`pick_results`)."""
+    return [run for results_path in pick_results(Path(path)) for run in load_file_runs(results_path)]
+
+
+def load_file_runs(results_path: Path) -> list[Run]:
+    """The runs of one results file, one per task."""
     try:
         results = json.loads(results_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
