@@ -5,13 +5,13 @@ Runs (through :func:`winoeval.runner.evaluate`, resumable caches in ``WORK/winod
 * ``winodigits-clip`` (one forward per image and caption);
 * ``winodigits-sd``, N even timesteps, normalised image score (the task's default), ``--log-samples``:
   the raw (unnormalised) image score is read off the same run's logged errors (same t, ε);
-* ``winodigits-sd`` with ``--early-stop`` and the same budget N: verdict agreement with the full run
-  and U-Net evaluations per example.
+* ``winodigits-sd`` on the first ``--early-limit`` examples with a budget of ``--early-n`` timesteps, once
+  in full and once with ``--early-stop``: verdict agreement and U-Net evaluations per example.
 
 Then ``winoeval compare`` of the SD and CLIP runs (McNemar, bootstrap). Writes
 ``benchmarks/results/winodigits.json`` and ``benchmarks/results/winodigits_compare.txt``.
 
-    python -m benchmarks.winodigits [--limit 400] [--n 50]
+    python -m benchmarks.winodigits [--limit 400] [--n 20] [--early-limit 100] [--early-n 100]
 """
 
 from __future__ import annotations
@@ -79,7 +79,9 @@ def learning_curve(recipe: dict) -> str:
 def main(argv: list[str]) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=400)
-    ap.add_argument("--n", type=int, default=50, help="timesteps per image (the full budget)")
+    ap.add_argument("--n", type=int, default=20, help="timesteps per image of the main SD run")
+    ap.add_argument("--early-limit", type=int, default=100, help="examples of the early-decision study")
+    ap.add_argument("--early-n", type=int, default=100, help="the full budget of the early-decision study")
     ap.add_argument("--curves", action="store_true", help="only print the shipped models' learning curves")
     args = ap.parse_args(argv)
     if args.curves:
@@ -89,26 +91,33 @@ def main(argv: list[str]) -> dict:
             print(f"{folder.name}:\n{learning_curve(json.loads((folder / 'recipe.json').read_text()))}\n")
         return {}
     work = WORK / "winodigits"
-    result: dict[str, Any] = {"machine": machine(), "limit": args.limit, "n": args.n}
+    result: dict[str, Any] = {"machine": machine(), "limit": args.limit, "n": args.n,
+                              "early_limit": args.early_limit, "early_n": args.early_n}
     log("winodigits-clip")
     clip, t_clip = _evaluate("winodigits-clip", args.limit, work)
     log("winodigits-sd, full budget")
     sd, t_sd = _evaluate("winodigits-sd", args.limit, work, n_samples=(args.n,), timesteps="even")
+    log("winodigits-sd, full budget of the early-decision study")
+    full, t_full = _evaluate("winodigits-sd", args.early_limit, work / "full", n_samples=(args.early_n,),
+                             timesteps="even")
     log("winodigits-sd, early decision")
-    early, t_early = _evaluate("winodigits-sd", args.limit, work / "early", n_samples=(args.n,), timesteps="even",
-                               early_stop=True)
-    s_clip, s_sd, s_early = _samples(clip), _samples(sd), _samples(early)
+    early, t_early = _evaluate("winodigits-sd", args.early_limit, work / "early", n_samples=(args.early_n,),
+                               timesteps="even", early_stop=True)
+    s_clip, s_sd, s_full, s_early = _samples(clip), _samples(sd), _samples(full), _samples(early)
     result["clip"] = {"table": _table(s_clip, lambda r: r["verdicts"]), "seconds": round(t_clip, 1)}
     result["sd_normalised"] = {"table": _table(s_sd, lambda r: r["verdicts"]), "seconds": round(t_sd, 1),
                                "evals_per_example": sd.results["results"]["winodigits"]["evals_per_example"]}
     result["sd_raw"] = {"table": _table(s_sd, _raw)}
+    result["sd_full"] = {"table": _table(s_full, lambda r: r["verdicts"]), "raw_table": _table(s_full, _raw),
+                         "seconds": round(t_full, 1),
+                         "evals_per_example": full.results["results"]["winodigits"]["evals_per_example"]}
     result["sd_early"] = {"table": _table(s_early, lambda r: r["verdicts"]), "seconds": round(t_early, 1),
                           "evals_per_example": early.results["results"]["winodigits"]["evals_per_example"]}
-    agree = {k: sum(s_sd[i]["verdicts"][k] == s_early[i]["verdicts"][k] for i in s_sd) / len(s_sd)
+    agree = {k: sum(s_full[i]["verdicts"][k] == s_early[i]["verdicts"][k] for i in s_full) / len(s_full)
              for k in ("text", "image", "group")}
     result["early_vs_full"] = {"verdict_agreement": agree,
                                "evals_fraction": round(result["sd_early"]["evals_per_example"]
-                                                       / result["sd_normalised"]["evals_per_example"], 4)}
+                                                       / result["sd_full"]["evals_per_example"], 4)}
     cmp = subprocess.run([sys.executable, "-m", "winoeval", "compare", str(Path(sd.results_path).parent),
                           str(Path(clip.results_path).parent)], capture_output=True, text=True)
     RESULTS.mkdir(exist_ok=True)
