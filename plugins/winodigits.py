@@ -25,8 +25,7 @@ from winoeval.hookspecs import hookimpl
 HERE = Path(__file__).resolve().parent
 SD_DIR = HERE / "winodigits_sd"
 CLIP_DIR = HERE / "winodigits_clip"
-SD_OPTIONS = {"text_batch_size": "texts per text-encoder batch [64]", "attention": "auto, sdpa or xformers",
-              "revision": "(hub only; ignored for the shipped folder)", "variant": "weight file variant"}
+SD_OPTIONS = {"text_batch_size": "texts per text-encoder batch [64]", "attention": "auto, sdpa or xformers"}
 CLIP_OPTIONS = {"batch_size": "images/texts per forward batch [64]", "quick_gelu": "force QuickGELU (not needed)"}
 
 
