@@ -88,6 +88,7 @@ def mnist_part(digits: int, check: int) -> dict[str, Any]:
     for variance in ("iid", "stratified"):
         sweep += [sim_row(variance, c, 5, 10) for c in (0.9, 0.95, 0.99, 0.995, 0.999)]
     sweep += [sim_row("stratified", 0.99, ch, m) for ch, m in ((1, 10), (10, 10), (5, 5), (5, 20))]
+    sweep += [sim_row(v, 0.95, ch, m) for v in ("iid", "stratified") for ch, m in ((5, 5), (2, 6))]
     sweep += [sim_row("stratified", 0.99, 5, 10, growth=g) for g in (0.25, 0.5)]
     fixed = []
     for N in (10, 20, 50, 100, 200, 400):
