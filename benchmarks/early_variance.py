@@ -193,7 +193,8 @@ def render(res: dict[str, Any]) -> str:
     lines = [f"MNIST, `mnist-unet` (checkpoint sha256 `{m['checkpoint_sha256']}`), {m['digits']} held-out digits "
              f"(every {m['stride']}th). Reference: the full protocol (400 even timesteps × 10 classes = 4,000 "
              "evaluations per digit); both rules replayed over its per-sample errors (`benchmarks.early_decision."
-             "simulate`), budget 400, even timesteps.", ""]
+             "simulate`), budget 400, even timesteps. (The `early_decision` section's runs predate the "
+             "stratified default: its `early_stop=True` rows used what is now `variance=\"iid\"`.)", ""]
     rows = [[s["variance"], s["confidence"], s["chunk"] if not s["growth"] else f"max(5, ⌈{s['growth']}·n⌉)",
              s["min_samples"], pct(s["agreement"]), pct(s["accuracy"]), f"{s['evals_per_image']:.0f}",
              pct(s["fraction_of_full"], 2), s["max_evals"]] for s in m["sweep"]]
