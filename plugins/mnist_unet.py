@@ -152,11 +152,18 @@ def checkpoint_path(config: Any) -> Path:
                           f"mnist_unet.safetensors written by `winoeval train mnist-unet --out DIR`")
     with open(path, "rb") as fh:
         head = fh.read(8)
-    size = int.from_bytes(head, "little") if len(head) == 8 else 0
-    if not 2 <= size <= min(100_000_000, path.stat().st_size - 8):  # safetensors: 8-byte header length
-        raise ConfigError(f"--model-arg checkpoint={args['checkpoint']}: not a safetensors file; pass the "
-                          f"mnist_unet.safetensors written by `winoeval train mnist-unet` (.pt/.bin files "
-                          f"are not loaded: they can run code)")
+        size = int.from_bytes(head, "little") if len(head) == 8 else 0
+        if not 2 <= size <= min(100_000_000, path.stat().st_size - 8):  # safetensors: 8-byte header length
+            raise ConfigError(f"--model-arg checkpoint={args['checkpoint']}: not a safetensors file; pass the "
+                              f"mnist_unet.safetensors written by `winoeval train mnist-unet` (.pt/.bin files "
+                              f"are not loaded: they can run code)")
+        try:
+            keys = set(json.loads(fh.read(size)))
+        except ValueError:
+            raise ConfigError(f"--model-arg checkpoint={args['checkpoint']}: its safetensors header is damaged") from None
+    if args.get("weights") == "model" and not any(k.startswith("model.") for k in keys):
+        raise ConfigError(f"--model-arg weights=model: {path.name} holds one set of weights (no raw training "
+                          f"weights); pass the training folder's checkpoint.safetensors, or drop weights=model")
     return path
 
 

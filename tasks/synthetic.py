@@ -33,10 +33,15 @@ def render(text: str, sigma: float, key: str):
 
 
 def _sigma(argument: str | None) -> float:
+    from winoeval.config import ConfigError
+
     try:
-        return float(argument) if argument else DEFAULT_SIGMA
+        sigma = float(argument) if argument else DEFAULT_SIGMA
     except ValueError:
-        raise ValueError(f"expected a noise level after ':', got {argument!r}") from None
+        raise ConfigError(f"expected a noise level after ':' (e.g. colors:0.3), got {argument!r}") from None
+    if not 0 <= sigma < float("inf"):
+        raise ConfigError(f"the noise level after ':' must be a finite number >= 0, got {argument!r}")
+    return sigma
 
 
 def load_colors(argument, config) -> TaskData:

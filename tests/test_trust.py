@@ -547,3 +547,51 @@ def test_compare_on_an_output_folder_takes_the_newest_run_of_each_model_and_says
     assert result.exit_code == 0, result.output
     assert f"holds 2 runs of analytic; comparing the newest, analytic/{newest.name}" in result.output
     assert "| analytic | analytic:10 |" in result.output  # both models, one run each
+
+
+def test_num_processes_run_section_counts_the_workers(tmp_path, cli_env):
+    res = _winoeval(["run", "-m", "analytic", "-t", "colors", "--n-samples", "2", "--limit", "10",
+                     "--num-processes", "2", "-q", "-o", str(tmp_path)], cli_env)
+    assert res.returncode == 0, res.stderr
+    assert "10 example(s) computed, 0 reused" in res.stderr
+    [results] = tmp_path.glob("*/results_*.json")
+    run = json.loads(results.read_text())["run"]
+    assert (run["examples_computed"], run["examples_reused"], run["device"], run["dtype"]) == (10, 0, "cpu", "float32")
+
+
+def test_register_warns_about_an_unknown_keyword():
+    class Typo:
+        @hookimpl
+        def winoeval_register_models(self, register):
+            register("typo-model", lambda a, c: None, optons={"x": "y"})
+
+    with Registered(Typo(), "typo"):
+        with pytest.warns(registry.PluginLoadWarning, match=r"unknown keyword\(s\) optons \(did you mean options\?\)"):
+            registry.models()
+
+
+def test_mnist_weights_model_on_a_file_with_one_set_is_refused(tmp_path):
+    from winoeval.plugins import mnist_unet
+
+    config = RunConfig("mnist-unet", "mnist", model_args={"checkpoint": str(mnist_unet.WEIGHTS), "weights": "model"})
+    with pytest.raises(ConfigError, match="holds one set of weights"):
+        mnist_unet.checkpoint_path(config)
+
+
+def test_a_model_that_cannot_read_the_task_texts_stops_before_scoring(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the texts of task 'colors'"):
+        evaluate(RunConfig("mnist-unet", "colors", limit=2, output_path=str(tmp_path)), progress=False)
+
+
+@pytest.mark.parametrize("task", ["colors:abc", "toy-winoground:-1"])
+def test_bad_synthetic_task_arguments_are_usage_errors(tmp_path, cli_env, task):
+    res = _winoeval(["run", "-m", "analytic", "-t", task, "-o", str(tmp_path / "o")], cli_env)
+    assert res.returncode == 2 and "noise level after ':'" in res.stderr and "report it" not in res.stderr
+
+
+def test_data_dir_and_output_path_mistakes_name_the_option(tmp_path, cli_env):
+    (tmp_path / "afile").write_text("x")
+    res = _winoeval(["run", "-m", "analytic", "-t", "toy-winoground", "--data-dir", str(tmp_path / "nope")], cli_env)
+    assert res.returncode == 2 and "--data-dir" in res.stderr and "does not exist" in res.stderr
+    res = _winoeval(["run", "-m", "analytic", "-t", "toy-winoground", "-o", str(tmp_path / "afile")], cli_env)
+    assert res.returncode == 2 and "is a file" in res.stderr

@@ -150,9 +150,13 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
         click.echo("warning: --confidence only applies with --early-stop; it is ignored", err=True)
     _exit_with_parent()
     try:
+        import time
+
+        workers_since = time.time() if num_processes > 1 else None
         if num_processes > 1:
             _run_workers(ctx, num_processes, quiet)
-        out = run_tasks(config, task_names, progress=not quiet and num_processes == 1, prepared=prepared)
+        out = run_tasks(config, task_names, progress=not quiet and num_processes == 1, prepared=prepared,
+                        workers_since=workers_since)
     except BaseException as exc:
         from .runner import remove_if_empty
 
@@ -169,7 +173,8 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
     click.echo(markdown_table(out.results))
     samples = "".join(f"\nsamples: {p}" for p in out.samples_paths.values())
     click.echo(f"\nresults: {out.results_path}{samples}"
-               + f"\n({out.computed} example(s) computed, {out.reused} reused from {out.cache_path})", err=True)
+               + f"\n({out.computed} example(s) computed, {out.reused} reused; resume cache "
+                 f"{out.cache_path.parent if out.cache_path else '-'})", err=True)
 
 
 def _is_user_error(exc: BaseException) -> bool:

@@ -50,6 +50,9 @@ class ScorerConfig:
                                   f"{list(self.to_keep)} vs {list(self.n_samples)}")
             if any(k <= 0 for k in self.to_keep) or any(b >= a for a, b in zip(self.to_keep, self.to_keep[1:])):
                 raise ConfigError(f"--to-keep must be positive and strictly decreasing, got {list(self.to_keep)}")
+            if len(self.n_samples) == 1:
+                raise ConfigError("--to-keep needs several --n-samples stages (e.g. --n-samples 25,250 --to-keep 5,1): "
+                                  "with one stage every candidate gets every sample, so it would change nothing")
         elif len(self.n_samples) > 1:
             raise ConfigError("several --n-samples stages need --to-keep (one value per stage)")
         if self.timesteps not in TIMESTEP_MODES:
@@ -111,6 +114,18 @@ class RunConfig:
             if not fraction and not (isinstance(self.limit, int) and self.limit >= 1):
                 raise ConfigError(f"--limit must be a count (1, 2, …) or a fraction in (0, 1) such as 0.1, "
                                   f"got {self.limit}")
+
+    def resolve_paths(self) -> None:
+        """``--data-dir`` as an absolute path (a results file must find it from anywhere), checked."""
+        if self.data_dir:
+            import os
+
+            path = os.path.abspath(os.path.expanduser(str(self.data_dir)))
+            if not os.path.isdir(path):
+                what = "is a file, not a folder" if os.path.exists(path) else "does not exist"
+                raise ConfigError(f"--data-dir {self.data_dir}: {what}; pass the folder of a local copy of the "
+                                  f"dataset (save_to_disk, parquet or hub snapshot; README, 'Offline data')")
+            self.data_dir = path
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

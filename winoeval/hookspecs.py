@@ -42,6 +42,12 @@ def winoeval_register_models(register: Callable[..., None]) -> None:
     - `weights=(hub_repo_id, is_cached)` marks a model whose weights are downloaded from the hub:
       `winoeval list` shows whether `is_cached()` (a check of the local cache, no network) is true.
     - `description` is the one line `winoeval list` shows.
+    - Bad input the user typed (an unparsable `argument`, a bad option value, a missing file) is raised
+      as `winoeval.config.ConfigError` from the loader or `fingerprint`: the CLI prints its message in
+      one line with exit status 2. Any other exception is reported as unexpected (exit status 1).
+    - A denoiser may offer `sample(label, n, guidance, seed) -> list[PIL.Image]` (class- or
+      text-conditional generation with classifier-free guidance weight `guidance`); `winoeval sample
+      --model NAME --label TEXT` calls it.
 
     A hook that raises is reported in one warning line, what it registered is dropped, and
     `winoeval plugins` lists its plugin as FAILED with the reason; other plugins still work.
@@ -74,7 +80,8 @@ def winoeval_register_tasks(register: Callable[..., None]) -> None:
     - `argument` is the text after `name:` when `takes_argument=True` (the subset in
       `winoground:relation`), else `None`.
     - `config.task_args` holds the `--task-arg KEY=VALUE` pairs (values are strings), declared by
-      `options` as for models; `config.data_dir` is `--data-dir`.
+      `options` as for models; `config.data_dir` is `--data-dir`. A bad `argument` or option value is
+      raised as `winoeval.config.ConfigError` (one line, exit status 2), as for models.
 
     ```python
     from winoeval.api import Example, TaskData

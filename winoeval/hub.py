@@ -89,8 +89,8 @@ def load_hf_dataset(repo_id: str, split: str, *, data_dir: str | None = None, ga
         if gated:
             steps.append(f"accept its licence at https://huggingface.co/datasets/{repo_id} and run "
                          "`huggingface-cli login`")
-        steps.append("or download it once on a machine with network access (see README, 'Offline data') "
-                     "and pass --data-dir")
+        steps.append(("or " if steps else "") + "download it once on a machine with network access (see README, "
+                     "'Offline data') and pass --data-dir")
         reason = why_offline() + " and it is not in the local cache" if offline else f"{type(exc).__name__}: {exc}"
         msg = f"could not load {what} ({repo_id}, split {split!r}): {reason}. To fix: " + "; ".join(steps)
         raise HubUnavailableError(msg) from None

@@ -33,6 +33,7 @@ DEFAULT_PLUGINS = (
 )
 
 ENV_VAR = "WINOEVAL_PLUGINS"
+KNOWN_EXTRAS = {"train", "weights"}  # register() keywords kept in Entry.extras
 
 
 class PluginLoadWarning(UserWarning):
@@ -146,6 +147,13 @@ def _collect(hook_name: str) -> dict[str, Entry]:
                      takes_argument: bool = False, *, options: dict[str, str] | None = None,
                      fingerprint: Callable[..., str | None] | None = None, _plugin: str = plugin_name,
                      **extras: Any) -> None:
+            unknown = sorted(set(extras) - KNOWN_EXTRAS)
+            if unknown:
+                known = ["description", "takes_argument", "options", "fingerprint", *sorted(KNOWN_EXTRAS)]
+                hints = [f"{k} (did you mean {', '.join(difflib.get_close_matches(k, known, n=1, cutoff=0.6))}?)"
+                         if difflib.get_close_matches(k, known, n=1, cutoff=0.6) else k for k in unknown]
+                warnings.warn(f"winoeval: plugin {_plugin!r} registers {name!r} with unknown keyword(s) "
+                              f"{', '.join(hints)}; they are ignored", PluginLoadWarning, stacklevel=2)
             if name in entries:
                 warnings.warn(f"winoeval: {name!r} from plugin {_plugin!r} replaces the one from "
                               f"{entries[name].plugin!r}", PluginLoadWarning, stacklevel=2)

@@ -109,6 +109,11 @@ def prepare(config: RunConfig) -> Prepared:
     task_entry.check_options(config.task_args, "--task-arg")
     ScorerConfig(**{k: v for k, v in config.scorer_args.items() if k != "normalize"})
     check_device(config.device)
+    config.resolve_paths()
+    root = Path(config.output_path or "winoeval-out")
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--output-path {str(root)!r} is a file; pass a folder (winoeval writes "
+                          f"<folder>/<model>/results_<date>.json)")
     created: list[Path] = []
     out = check_output_dir(Path(config.output_path or "winoeval-out") / safe_name(config.model), created)
     return Prepared(config, model_entry, model_arg, task_entry, task_arg, out, created)
@@ -560,7 +565,8 @@ def _barrier() -> None:
 
 def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
              on_model: Callable[[Any], None] | None = None, shard: tuple[int, int] | None = None,
-             prepared: Prepared | None = None, model_slot: dict | None = None) -> RunOutput:
+             prepared: Prepared | None = None, model_slot: dict | None = None,
+             workers_since: float | None = None) -> RunOutput:
     """Run one model on one task; returns the results (and writes them when ``write``).
 
     Sharding: under ``accelerate launch``/torchrun each process scores every world-th example and
@@ -568,8 +574,9 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
     ``WINOEVAL_SHARD=rank/world`` (set by ``winoeval run --num-processes``) only scores the shard; the
     parent gathers. The model is loaded only when an example still needs scoring, so gathering a
     finished run loads nothing. ``model_slot`` (a dict) shares one loaded model between the tasks of a run.
+    ``workers_since``: the time `--num-processes` workers were started; their counts join this run's.
     """
-    started = time.time()
+    started = workers_since or time.time()
     prep = prepared or prepare(config)
     rank, world = shard or detect_shard()
     if world > 1 and not os.environ.get("WINOEVAL_SHARD") and shard is None:
@@ -598,6 +605,7 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
         if todo:
             from .scoring import make_scorer
 
+            check_vocabulary(slot["model"], task, config)
             scorer = make_scorer(slot["model"], scorer_cfg, normalize=normalize)
         computed = reused = 0
         from tqdm.auto import tqdm
@@ -622,9 +630,15 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
                 computed += 1
                 bar.update(1)
         out = RunOutput({}, [], cache_path=cache.own.path, computed=computed, reused=reused)
+        model = slot.get("model")
+        device = str(getattr(model, "device", None)) if model is not None else None
+        dtype = str(getattr(model, "dtype", None)).replace("torch.", "") if model is not None else None
         if world > 1:
-            if os.environ.get("WINOEVAL_SHARD"):
-                return out  # a worker of `winoeval run --num-processes`: the parent gathers
+            if os.environ.get("WINOEVAL_SHARD"):  # a worker of `winoeval run --num-processes`: the parent gathers
+                atomic_write(cache.own.path.with_suffix(".stats.json"), json.dumps(
+                    {"computed": computed, "reused": reused, "device": device, "dtype": dtype,
+                     "finished": time.time()}))
+                return out
             gathered = gather_records({i: done[i] for i in mine if i in done})  # no shared filesystem needed
             if rank != 0:
                 return out
@@ -634,13 +648,22 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
             raise RuntimeError(f"{len(missing)} example(s) were not scored by any process (first: {missing[0]!r}); "
                                f"rerun the same command to finish them")
         out.records = [done[i] for i in order]
-        model = slot.get("model")
+        if workers_since is not None:  # what this run's worker processes did
+            for stats_file in cache.directory.glob("part-*.stats.json"):
+                try:
+                    stats = json.loads(stats_file.read_text())
+                except (OSError, ValueError):
+                    continue
+                if stats.get("finished", 0) >= workers_since:
+                    computed += int(stats.get("computed", 0))
+                    reused -= int(stats.get("computed", 0))
+                    device, dtype = device or stats.get("device"), dtype or stats.get("dtype")
+            out.computed, out.reused = computed, reused
         run_info = {
             "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "wall_time_s": round(time.time() - started, 3),
             "examples_computed": computed, "examples_reused": reused, "run_key": key,
-            "device": str(getattr(model, "device", None)) if model is not None else None,
-            "dtype": str(getattr(model, "dtype", None)).replace("torch.", "") if model is not None else None,
+            "device": device, "dtype": dtype,
         }
         out.results = build_results(config, prep, task, scorer_cfg, normalize, out.records,
                                     model_fp=model_fp, task_fp=task_fp, run_info=run_info)
@@ -657,6 +680,19 @@ def _device_type(config: RunConfig) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_vocabulary(model: Any, task: TaskData, config: RunConfig) -> None:
+    """A model that cannot read a classification task's texts (mnist-unet on colour names) is a
+    mismatch of model and task, not a bad example: one error before anything is scored."""
+    encode = getattr(model, "encode_texts", None)
+    if not task.texts or not callable(encode):
+        return
+    try:
+        encode(list(task.texts))
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"model {config.model!r} cannot read the texts of task {config.task!r} ({exc}); "
+                          f"pick a task whose texts it knows (`winoeval info {config.model.partition(':')[0]}`)") from None
 
 
 def _load_model(prep: Prepared, config: RunConfig, on_model):
@@ -741,12 +777,13 @@ def write_outputs(out: RunOutput, output_dir: Path, config: RunConfig) -> None:
 
 
 def run_tasks(config: RunConfig, tasks: list[str], *, progress: bool = True,
-              prepared: list[Prepared] | None = None) -> RunOutput:
+              prepared: list[Prepared] | None = None, workers_since: float | None = None) -> RunOutput:
     """One model on several tasks: the model loads once; one results file whose ``results`` holds every
     task (lm-evaluation-harness's layout) and ``tasks`` each task's description and fingerprint."""
     preps = prepared or [prepare(dataclasses.replace(config, task=t)) for t in tasks]
     slot: dict = {}
-    outs = [evaluate(p.config, progress=progress, write=False, prepared=p, model_slot=slot) for p in preps]
+    outs = [evaluate(p.config, progress=progress, write=False, prepared=p, model_slot=slot,
+                     workers_since=workers_since) for p in preps]
     if len(outs) == 1 or not outs[0].results:  # one task, or a worker process (the parent gathers)
         first = outs[0]
         if first.results and len(outs) == 1:

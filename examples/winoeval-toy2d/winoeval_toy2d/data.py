@@ -30,5 +30,7 @@ def spirals(per_class: int, seed: int):
 
 def split(name: str):
     if name not in SPLITS:
-        raise ValueError(f"unknown spirals split {name!r}; use test (default) or train")
+        from winoeval.config import ConfigError  # a bad name the user typed: one line, exit status 2
+
+        raise ConfigError(f"unknown spirals split {name!r}; use spirals (the test split) or spirals:train")
     return spirals(*SPLITS[name])
