@@ -29,6 +29,7 @@ from typing import Any
 from .common import md_table, quiet_libraries
 
 NAME = "gpu"
+LATENT = 64  # latent side (SD 2 base: 4×64×64); the CPU dry run of this script shrinks it
 TITLE = "GPU: SD 2 base architecture (random weights), fp16"
 SD2_BASE = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
                 block_out_channels=(320, 640, 1280, 1280),
@@ -85,7 +86,7 @@ def _examples(n: int, seed: int = 0):
     import torch
 
     g = torch.Generator().manual_seed(seed)
-    return [(f"g{e}", [torch.randn(4, 64, 64, generator=g) for _ in range(2)], [f"caption {e} a", f"caption {e} b"])
+    return [(f"g{e}", [torch.randn(4, LATENT, LATENT, generator=g) for _ in range(2)], [f"caption {e} a", f"caption {e} b"])
             for e in range(n)]
 
 
@@ -95,7 +96,7 @@ def bare(model, batches, reps=3) -> dict[int, float]:
     out = {}
     cond = model.encode_texts(["x"]).expand(max(batches), -1, -1).contiguous()
     for b in batches:
-        x = torch.randn(b, 4, 64, 64, device=model.device, dtype=model.dtype)
+        x = torch.randn(b, 4, LATENT, LATENT, device=model.device, dtype=model.dtype)
         t = torch.randint(0, 1000, (b,), device=model.device)
         with torch.inference_mode():
             model.predict_noise(x, t, cond[:b])
@@ -120,7 +121,7 @@ def original_loop(model, examples, N):
     errs = {}
     with torch.inference_mode():
         for eid, images, texts in examples:
-            plan = make_plan(eid, (4, 64, 64), 1000, cfg)
+            plan = make_plan(eid, (4, LATENT, LATENT), 1000, cfg)
             for i, im in enumerate(images):
                 for k, text in enumerate(texts):
                     cond = model.encode_texts([text])
