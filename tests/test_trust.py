@@ -595,3 +595,29 @@ def test_data_dir_and_output_path_mistakes_name_the_option(tmp_path, cli_env):
     assert res.returncode == 2 and "--data-dir" in res.stderr and "does not exist" in res.stderr
     res = _winoeval(["run", "-m", "analytic", "-t", "toy-winoground", "-o", str(tmp_path / "afile")], cli_env)
     assert res.returncode == 2 and "is a file" in res.stderr
+
+
+def test_compare_with_one_run_is_a_usage_error_and_prefers_logged_runs(tmp_path):
+    from click.testing import CliRunner
+
+    from winoeval.cli import cli
+
+    out = tmp_path / "runs"
+    base = ["run", "-m", "analytic", "-t", "toy-winoground:3", "--n-samples", "2", "-o", str(out), "-q"]
+    assert CliRunner().invoke(cli, [*base, "--log-samples"]).exit_code == 0
+    time.sleep(0.01)
+    assert CliRunner().invoke(cli, [*base, "--seed", "1"]).exit_code == 0  # newer, but without samples
+    result = CliRunner().invoke(cli, ["compare", str(out)])
+    assert result.exit_code == 2 and "compare needs at least two runs, got 1" in result.output
+    assert "comparing the newest with --log-samples" in result.output
+
+
+def test_train_suggests_trainable_models():
+    from click.testing import CliRunner
+
+    from winoeval.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", "mnist-unit"])
+    assert result.exit_code == 2 and "did you mean mnist-unet?" in result.output
+    result = CliRunner().invoke(cli, ["train", "analytic"])
+    assert result.exit_code == 2 and "'analytic' has no training command" in result.output

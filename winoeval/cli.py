@@ -149,6 +149,10 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
     if confidence is not None and not early_stop:
         click.echo("warning: --confidence only applies with --early-stop; it is ignored", err=True)
     _exit_with_parent()
+    if quiet:
+        import os
+
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # read when datasets is imported
     try:
         import time
 
@@ -335,6 +339,21 @@ class TrainGroup(click.Group):
 
         entry = registry.models().get(name)
         return entry.extras.get("train") if entry is not None else None
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else None
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            from . import registry
+
+            trainable = self.list_commands(ctx)
+            if name in registry.models():
+                raise click.UsageError(f"model {name!r} has no training command (trainable: {', '.join(trainable)})")
+            close = difflib.get_close_matches(name, trainable, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise click.UsageError(f"no trainable model {name!r}{hint} (trainable: {', '.join(trainable)})")
+        return super().resolve_command(ctx, args)
 
 
 @cli.group(cls=TrainGroup)

@@ -57,7 +57,12 @@ def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, htm
     task (each output file then gets the task's name before its extension).
     """
     try:
-        per_file = [load_file_runs(f) for p in results for f in pick_results(Path(p))]  # a folder: newest per model
+        files = [f for p in results for f in pick_results(Path(p))]  # a folder: the newest run of each model
+        if len(files) < 2:
+            raise click.UsageError(f"compare needs at least two runs, got {len(files)} ({', '.join(map(str, files))}): "
+                                   f"pass two results files or folders (e.g. `winoeval compare runs/sd2 "
+                                   f"runs/openclip`), or a folder holding runs of two models")
+        per_file = [load_file_runs(f) for f in files]
         groups = _task_groups(per_file, only_tasks)
     except CompareError as exc:
         raise click.ClickException(str(exc)) from None

@@ -107,11 +107,14 @@ def pick_results(path: Path) -> list[Path]:
     picked = []
     for model, files in by_model.items():
         files.sort(key=lambda f: (f.stat().st_mtime_ns, f.name))
-        picked.append(files[-1])
+        logged = [f for f in files if any(f.parent.glob("samples_" + f.name[len("results_"):-len(".json")] + "*"))]
+        choice = (logged or files)[-1]  # the newest run with per-example samples, which compare needs
+        picked.append(choice)
         if len(files) > 1:
-            others = ", ".join(str(f.relative_to(path)) for f in files[:-1])
-            click.echo(f"note: {path} holds {len(files)} runs of {model}; comparing the newest, "
-                       f"{files[-1].relative_to(path)} (pass a results file to choose another: {others})", err=True)
+            others = ", ".join(str(f.relative_to(path)) for f in files if f != choice)
+            which = "newest" if choice == files[-1] else "newest with --log-samples"
+            click.echo(f"note: {path} holds {len(files)} runs of {model}; comparing the {which}, "
+                       f"{choice.relative_to(path)} (pass a results file to choose another: {others})", err=True)
     return picked
 
 

@@ -825,6 +825,8 @@ def markdown_table(results: dict[str, Any]) -> str:
 
             lines.append(row("all", m))
             for key, groups in m.get("by", {}).items():
+                if len(groups) == 1 and next(iter(groups.values()))["n"] == m["n"]:
+                    continue  # a tag every example has would only repeat `all`
                 for value, s in groups.items():
                     lines.append(row(f"{key}={value}", s))
         else:
