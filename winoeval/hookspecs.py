@@ -57,7 +57,8 @@ def winoeval_register_models(register: Callable[..., None]) -> None:
 
     def load(argument, config):
         from my_package.model import MyDenoiser          # torch is imported here, not above
-        return MyDenoiser(config.model_args.get("checkpoint"), device=config.torch_device())
+        device = config.torch_device()
+        return MyDenoiser(config.model_args.get("checkpoint"), device=device, dtype=config.torch_dtype(device))
 
     @hookimpl
     def winoeval_register_models(register):
