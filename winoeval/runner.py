@@ -551,16 +551,9 @@ def _join_launch() -> None:
     if not dist.is_initialized():
         import datetime
 
-        # shards can take hours longer than each other: rank 0 waits at the barrier for them
+        # shards can take hours longer than each other: rank 0 waits in the gather for them
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo",
                                 timeout=datetime.timedelta(days=7))
-
-
-def _barrier() -> None:
-    """Wait for every process of the launch."""
-    import torch.distributed as dist
-
-    dist.barrier()
 
 
 def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
