@@ -305,3 +305,13 @@ def test_noise_mode_is_part_of_the_cache_key(tmp_path):
     assert [r["errors"] for r in own.records] != [r["errors"] for r in shared.records]
     again = run(noise="shared")
     assert again.reused == 3 and again.records == shared.records
+
+
+def test_uniform_timesteps_use_the_iid_standard_error():
+    # independent uniform t: the spread across t is part of the mean's variance, so the stratified
+    # setting falls back to the i.i.d. estimate (identical decisions, sample for sample)
+    model, x = _point_mass()
+    used = {v: DiffusionScorer(model, ScorerConfig(n_samples=(400,), timesteps="uniform", early_stop=True,
+                                                   variance=v)).score("u", [x], ["far", "near"]).n_used.tolist()
+            for v in ("stratified", "iid")}
+    assert used["stratified"] == used["iid"]

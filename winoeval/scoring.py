@@ -295,7 +295,8 @@ class DiffusionScorer:
         difference to the current best, minus z standard errors, is above 0 (z from ``confidence``).
         The standard error is the stratified one (``variance="stratified"``, the default: successive
         differences of the paired differences in timestep order, so a difference that changes
-        smoothly with t is not read as noise) or the i.i.d. one (``variance="iid"``).
+        smoothly with t is not read as noise; with ``timesteps="uniform"`` the t are independent draws
+        and the i.i.d. estimate is the right one, so it is used) or the i.i.d. one (``variance="iid"``).
         One image: dropped candidates stop being evaluated (the fixed to_keep schedule, made
         adaptive). Several images (Winoground): the example stops once every row comparison (texts
         of an image) and every column comparison (images of a text, normalised when enabled) is
@@ -305,7 +306,9 @@ class DiffusionScorer:
         cfg, errs = self.config, w.errs
         I, K, N = errs.shape[0], errs.shape[1] - 1, errs.shape[2]
         z = NormalDist().inv_cdf(1 - (1 - cfg.confidence) / 2)
-        stratified = cfg.variance == "stratified"
+        # successive differences along t estimate the variance of a stratified/systematic design's mean; with
+        # independent uniform t the spread across t is part of the mean's variance: the i.i.d. estimate is right
+        stratified = cfg.variance == "stratified" and cfg.timesteps != "uniform"
         rows = [list(range(K)) for _ in range(I)]
         cols = [list(range(I)) for _ in range(K)] if I > 1 else [[0] for _ in range(K)]
         done = 0
