@@ -120,6 +120,46 @@ def build_sd(seed: int):
     return vae, unet, text, tokenizer, scheduler
 
 
+def clip_text_encoder(folder: str | os.PathLike, tokenizer):
+    """The text tower of a trained OpenCLIP model folder (``open_clip_config.json`` + safetensors) as a
+    ``transformers.CLIPTextModel`` (same weights, exact GELU, causal mask, final LayerNorm on every
+    token): the SD 2 arrangement, where the text encoder is a frozen contrastive text tower."""
+    from safetensors.torch import load_file
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = Path(folder)
+    cfg = json.loads((folder / "open_clip_config.json").read_text())["model_cfg"]["text_cfg"]
+    sd = load_file(str(folder / "open_clip_model.safetensors"))
+    width, layers = int(cfg["width"]), int(cfg["layers"])
+    model = CLIPTextModel(CLIPTextConfig(
+        hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers, num_attention_heads=int(cfg["heads"]),
+        max_position_embeddings=int(cfg["context_length"]), vocab_size=int(cfg["vocab_size"]), hidden_act="gelu",
+        projection_dim=width, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id))
+    new = {"text_model.embeddings.token_embedding.weight": sd["token_embedding.weight"],
+           "text_model.embeddings.position_embedding.weight": sd["positional_embedding"],
+           "text_model.final_layer_norm.weight": sd["ln_final.weight"],
+           "text_model.final_layer_norm.bias": sd["ln_final.bias"]}
+    for i in range(layers):
+        src, dst = f"transformer.resblocks.{i}.", f"text_model.encoder.layers.{i}."
+        for name, w in zip("qkv", sd[src + "attn.in_proj_weight"].chunk(3)):
+            new[dst + f"self_attn.{name}_proj.weight"] = w
+        for name, b in zip("qkv", sd[src + "attn.in_proj_bias"].chunk(3)):
+            new[dst + f"self_attn.{name}_proj.bias"] = b
+        pairs = {"attn.out_proj": "self_attn.out_proj", "ln_1": "layer_norm1", "ln_2": "layer_norm2",
+                 "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+        for a, b in pairs.items():
+            new[dst + b + ".weight"] = sd[src + a + ".weight"]
+            new[dst + b + ".bias"] = sd[src + a + ".bias"]
+    expected = set(model.state_dict())
+    new = {k if k in expected else k.removeprefix("text_model."): v for k, v in new.items()}  # transformers 5 names
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in new.items()}, strict=False)
+    missing = [k for k in missing if "position_ids" not in k]
+    if missing or unexpected:
+        raise ValueError(f"CLIP text tower conversion: missing {missing}, unexpected {unexpected}")
+    return model
+
+
 def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
     return tokenizer(list(texts), padding="max_length", max_length=CONTEXT, truncation=True,
                      return_tensors="pt").input_ids
@@ -257,8 +297,9 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
              vae_steps: int = 1500, vae_batch: int = 64, vae_lr: float = 1e-3, kl_weight: float = 1e-4,
              eval_every: int = 1, eval_n_t: int = 10, seed: int = 0, resume: bool = False,
              threads: int | None = None, progress: bool = True, command: str = "",
-             log: Callable[[str], None] = print) -> dict:
-    """Train the WinoDigits latent diffusion model in ``out`` (see the module docstring)."""
+             log: Callable[[str], None] = print, frozen_text: str | None = None) -> dict:
+    """Train the WinoDigits latent diffusion model in ``out`` (see the module docstring). With
+    ``frozen_text`` (a trained OpenCLIP folder) the text encoder is that model's text tower, frozen."""
     from safetensors.torch import load_file
     from tqdm.auto import tqdm
 
@@ -271,8 +312,11 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
         raise FileExistsError(f"{ckpt} exists: pass --resume to continue it, or choose another --out")
     hparams = dict(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
                    ema_decay=ema_decay, p_uncond=p_uncond, pool=pool, vae_steps=vae_steps, vae_batch=vae_batch,
-                   vae_lr=vae_lr, kl_weight=kl_weight, eval_every=eval_every, eval_n_t=eval_n_t, seed=seed)
+                   vae_lr=vae_lr, kl_weight=kl_weight, eval_every=eval_every, eval_n_t=eval_n_t, seed=seed,
+                   text_encoder=f"frozen OpenCLIP text tower of {frozen_text}" if frozen_text else "joint")
     vae, unet, text, tokenizer, scheduler = build_sd(seed)
+    if frozen_text:
+        text = clip_text_encoder(frozen_text, tokenizer).requires_grad_(False)
     vae_hist = train_vae(vae, out, steps=vae_steps, batch_size=vae_batch, lr=vae_lr, kl_weight=kl_weight,
                          seed=seed, progress=progress, log=log)
     vae.eval().requires_grad_(False)
@@ -289,7 +333,7 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
     ema_unet, ema_text = copy.deepcopy(unet), copy.deepcopy(text)
     ema_unet.eval().requires_grad_(False)
     ema_text.eval().requires_grad_(False)
-    params = list(unet.parameters()) + list(text.parameters())
+    params = list(unet.parameters()) + ([] if frozen_text else list(text.parameters()))
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     history: list[dict] = []
     start_epoch = 0
@@ -311,7 +355,7 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
         rng = np.random.default_rng([seed, 7, epoch])
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         unet.train()
-        text.train()
+        text.train(not frozen_text)
         t_epoch, losses = time.time(), []
         bar = tqdm(range(steps_per_epoch), desc=f"sd epoch {epoch + 1}/{epochs}", disable=not progress,
                    mininterval=10)
@@ -385,7 +429,8 @@ def write_sd_recipe(out: Path, hparams: dict, vae_hist: dict, history: list[dict
                  "training digits of winoeval.tasks.mnist.mnist_split(); the 500 held-out digits never seen; "
                  "captions re-drawn per use by winodigits.describe (either order, 50 % with a true 'not R')"),
         "objective": "epsilon MSE, t uniform over 1000 scaled-linear DDPM steps, caption dropout p_uncond, "
-                     "text encoder trained jointly from scratch, EMA weights shipped",
+                     f"text encoder: {hparams.get('text_encoder', 'joint')} (joint = trained from scratch together "
+                     "with the U-Net), EMA weights shipped",
         "hyperparameters": hparams,
         "vae_training": vae_hist,
         "learning_curve_subset": f"first {EVAL_TAG_EXAMPLES} held-out test examples per tag (winodigits ids "

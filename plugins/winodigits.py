@@ -91,12 +91,15 @@ def _log(msg: str) -> None:
               help="Held-out per-tag scores every N epochs (0: never).")
 @click.option("--eval-n-t", type=click.IntRange(min=1), default=10, show_default=True,
               help="Timesteps per held-out evaluation.")
+@click.option("--frozen-text", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Use the text tower of this trained OpenCLIP folder (e.g. winodigits-clip's), frozen, as the "
+                   "text encoder (SD 2 style) instead of training one jointly.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 @click.option("--no-progress", is_flag=True, help="No tqdm bar (one log line per epoch).")
 def train_sd_command(out, epochs, steps_per_epoch, batch_size, lr, ema_decay, p_uncond, pool, vae_steps, vae_batch,
-                     eval_every, eval_n_t, seed, resume, threads, no_progress):
+                     eval_every, eval_n_t, frozen_text, seed, resume, threads, no_progress):
     """Train winodigits-sd: VAE, then U-Net + text encoder jointly (CPU; see BENCHMARKS.md for times)."""
     from . import _winodigits_train as tr
 
@@ -104,7 +107,7 @@ def train_sd_command(out, epochs, steps_per_epoch, batch_size, lr, ema_decay, p_
         tr.train_sd(out, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
                     ema_decay=ema_decay, p_uncond=p_uncond, pool=pool, vae_steps=vae_steps, vae_batch=vae_batch,
                     eval_every=eval_every, eval_n_t=eval_n_t, seed=seed, resume=resume, threads=threads,
-                    progress=not no_progress, command=_command(), log=_log)
+                    progress=not no_progress, command=_command(), log=_log, frozen_text=frozen_text)
     except FileExistsError as exc:
         raise click.UsageError(str(exc)) from None
 
