@@ -29,6 +29,17 @@ def classification_verdict(scores: Sequence[float], label: int) -> dict[str, Any
     return {"prediction": prediction, "correct": bool(len(winners) == 1 and prediction == label)}
 
 
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become None, in nested dicts and lists: results files are strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     """The Wilson score interval of a binomial proportion (95 % by default)."""
     if n == 0:

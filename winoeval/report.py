@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import metrics
 from .calibration import N_BINS, CalibrationReport
 from .results import BINARY, METRIC_TITLES, Run, fmt_ids
 
@@ -114,15 +115,7 @@ def write_csv(path: str | Path, runs: Sequence[Run], ids: Sequence[str]) -> int:
     return rows
 
 
-def json_safe(value: Any) -> Any:
-    """NaN and infinities become None (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
+json_safe = metrics.json_safe  # NaN and infinities become None (strict JSON)
 
 
 def calibration_markdown(reports: Sequence[tuple[str, CalibrationReport]]) -> str:

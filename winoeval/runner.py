@@ -695,17 +695,6 @@ def _load_model(prep: Prepared, config: RunConfig, on_model):
     return model
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN (a metric over zero examples) becomes null: results files are strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def build_results(config: RunConfig, prep: Prepared, task: TaskData, scorer_cfg: ScorerConfig,
                   normalize: bool, records: list[dict], *, model_fp: str | None = None,
                   task_fp: dict[str, Any] | None = None, run_info: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -717,7 +706,7 @@ def build_results(config: RunConfig, prep: Prepared, task: TaskData, scorer_cfg:
     cfg = config.to_dict()
     cfg["scorer"] = {**dataclasses.asdict(scorer_cfg), "normalize": normalize}
     cfg.pop("scorer_args", None)
-    return _json_safe({
+    return metrics.json_safe({  # NaN (a metric over zero examples) becomes null: strict JSON
         "config": cfg,
         "model": {"name": config.model, "plugin": prep.model_entry.plugin, "fingerprint": model_fp},
         "task": {"name": config.task, "dataset": task.name, "plugin": prep.task_entry.plugin, "size": task.size,
