@@ -247,7 +247,8 @@ def render(res: dict[str, Any]) -> str:
     lines += ["", f"Scorer vs bare forwards: the early-decision stream over {o['digits']} digits ({o['forwards']} forwards, "
               f"{o['rows']} rows, {o['mean_batch']:.0f} rows per forward) vs `predict_noise` on precomputed inputs of "
               f"exactly those batch sizes: scorer {spread(o['scorer_s'])} s, bare {spread(o['bare_s'])} s → "
-              f"**{o['ratio']:.3f}**.", ""]
+              f"**{o['ratio']:.3f}** (two repeats on a shared machine: the spread exceeds the difference; two runs "
+              "on 2026-11-27 gave 1.052 and 0.910).", ""]
     c = res["openclip"]
     lines += [f"Tiny random-weight OpenCLIP (`make_tiny_openclip`) on a Winoground-format folder of {c['examples']} "
               f"examples (images decoded beforehand; text cache cleared each run): one example per `similarity` call "
