@@ -137,6 +137,7 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
                    "seed": seed}
     if not early_stop:
         scorer_args.pop("confidence")  # only early stopping reads it (warned about below)
+        scorer_args.pop("variance")
     scorer_args = {k: v for k, v in scorer_args.items() if v is not None}
     try:
         config = RunConfig(model=model, task=task_names[0], scorer_args=scorer_args, device=device, dtype=dtype,
@@ -148,6 +149,8 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
         raise click.UsageError(str(exc)) from None
     if confidence is not None and not early_stop:
         click.echo("warning: --confidence only applies with --early-stop; it is ignored", err=True)
+    if early_variance is not None and not early_stop:
+        click.echo("warning: --early-variance only applies with --early-stop; it is ignored", err=True)
     _exit_with_parent()
     if quiet:
         import os
