@@ -112,9 +112,14 @@ def run(quick: bool = False) -> dict[str, Any]:
     cmp = subprocess.run([sys.executable, "-m", "winoeval", "compare", str(Path(sd.results_path).parent),
                           str(Path(clip.results_path).parent)], capture_output=True, text=True)
     data["compare"] = cmp.stdout
-    data["recipes"] = {name: {"history": r["history"], "train_seconds": r.get("train_seconds"),
-                              "command": r.get("command"), "params": r.get("params")}
-                       for name, r in _recipes().items()}
+    data["recipes"] = {}
+    for name, r in _recipes().items():
+        text = (r.get("hyperparameters") or {}).get("text_encoder", "")
+        label = f"{name} (shipped{'; text encoder: frozen winodigits-clip text tower' if 'frozen' in text else ''})"
+        data["recipes"][label] = {"history": r["history"], "train_seconds": r.get("train_seconds"),
+                                  "command": r.get("command"), "params": r.get("params"), "sd": name.endswith("sd")}
+        for vname, v in (r.get("variants") or {}).items():
+            data["recipes"][f"{name}, {vname}"] = {**v, "sd": True}
     t = data["sd"]["table"]
     data["targets"] = [
         {"name": "winodigits-sd: control text score", "target": ">= 90 %", "measured": f"{t['control']['text']} %",
@@ -184,8 +189,8 @@ def render(data: dict[str, Any]) -> str:
         "",
     ]
     for name, r in rec.items():
-        sdm = name == "winodigits-sd"
-        parts += [f"Learning curve of `{name}` (held-out: the first 20 test examples of each tag; "
+        sdm = r["sd"]
+        parts += [f"Learning curve of {name} (held-out: the first 20 test examples of each tag; "
                   + ("N = 10 even timesteps, EMA weights" if sdm else "cosine similarity") + f"). Training: "
                   f"`{r['command']}`, {r['train_seconds']:.0f} s of wall time on the shared CPU.", "",
                   learning_curve(r["history"], sdm), ""]

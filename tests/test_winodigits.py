@@ -148,3 +148,88 @@ def test_training_captions_are_true_descriptions():
             if " not " in text:
                 stated = s.relation if direct else wd.INVERSE[s.relation]
                 assert text.split(" not ")[1] != stated
+
+
+# --- the shipped models -----------------------------------------------------------------------
+SUBSET = 40  # the first 40 examples: 10 per tag
+N_T = 20  # even timesteps per image (small budget)
+# Thresholds set from the values measured on these 40 examples at N = 20 (control 0.7; object, attribute and
+# relation 1.0 each; see BENCHMARKS.md, WinoDigits), with a margin of 2 examples per tag; chance is 0.25.
+CONTROL_TEXT_MIN = 0.5
+SWAP_TEXT_MIN = 0.8
+
+
+def _run(model, tmp_path, **scorer):
+    from winoeval.config import RunConfig
+    from winoeval.runner import evaluate
+
+    return evaluate(RunConfig(model, "winodigits", scorer_args=scorer, limit=SUBSET, log_samples=True,
+                              output_path=str(tmp_path)), progress=False)
+
+
+def test_shipped_weights_are_float16_and_within_20_mb():
+    from safetensors import safe_open
+
+    files = sorted(SD_DIR.rglob("*.safetensors")) + sorted(CLIP_DIR.rglob("*.safetensors"))
+    assert len(files) == 4  # vae, unet, text encoder; open_clip model
+    assert sum(f.stat().st_size for f in files) <= 20 * 1024 * 1024
+    for f in files:
+        with safe_open(str(f), "pt") as handle:
+            dtypes = {str(handle.get_slice(k).get_dtype()) for k in handle.keys()}
+        assert dtypes <= {"F16", "I64"}, (f, dtypes)
+    for folder in (SD_DIR, CLIP_DIR):
+        recipe = json.loads((folder / "recipe.json").read_text())
+        assert recipe["command"].startswith("winoeval train winodigits-") and recipe["history"]
+
+
+def test_package_data_globs_cover_every_shipped_file():
+    """pyproject's package-data patterns match every file of the two model folders (else the wheel lacks them)."""
+    import fnmatch
+    import tomllib
+
+    repo = PLUGINS.parent
+    patterns = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "winoeval.plugins"]
+    for folder in (SD_DIR, CLIP_DIR):
+        for f in folder.rglob("*"):
+            if f.is_file():
+                rel = f.relative_to(PLUGINS).as_posix()
+                assert any(fnmatch.fnmatch(rel, p) and rel.count("/") == p.count("/") for p in patterns), rel
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_winodigits_sd_reads_the_text_through_the_sd_plugin(tmp_path):
+    """winodigits-sd is sd:<shipped folder>: VAE encode, tokenizer, text encoder, U-Net, ᾱ from the
+    scheduler. Captions must be read and bound far above chance: with the text ignored (e.g. the
+    unconditional embedding fed for every caption) every comparison ties and every text score is 0."""
+    out = _run("winodigits-sd", tmp_path, n_samples=(N_T,), timesteps="even")
+    res = out.results["results"]["winodigits"]
+    tags = res["by"]["collapsed_tag"]
+    assert {t: tags[t]["n"] for t in wd.TAGS} == {t: 10 for t in wd.TAGS}
+    assert tags["control"]["text"] >= CONTROL_TEXT_MIN, tags
+    for tag in ("object", "attribute", "relation"):  # the shipped model binds (frozen contrastive text tower)
+        assert tags[tag]["text"] >= SWAP_TEXT_MIN, (tag, tags[tag])
+    assert res["evals_per_example"] == 2 * 3 * N_T  # 2 images x (2 captions + unconditional) x N
+    assert out.results["config"]["model"] == "winodigits-sd"
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_winodigits_clip_runs_through_openclip_and_compares_with_sd(tmp_path, cli_env):
+    clip = _run("winodigits-clip", tmp_path)
+    rows = [json.loads(line) for line in Path(clip.samples_path).read_text().splitlines()]
+    assert len(rows) == SUBSET
+    assert all(np.isfinite(np.asarray(r["scores"], dtype=float)).all() for r in rows)
+    sd = _run("winodigits-sd", tmp_path, n_samples=(4,), timesteps="even")
+    res = subprocess.run(["winoeval", "compare", str(Path(sd.results_path).parent), str(Path(clip.results_path).parent)],
+                         capture_output=True, text=True, env=cli_env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "McNemar" in res.stdout and "winodigits-clip" in res.stdout and "winodigits-sd" in res.stdout
+    assert sd.results["results"]["winodigits"]["n"] == SUBSET
+
+
+def test_plugin_contract_holds_for_the_task_and_both_models():
+    from winoeval.testing import check_model, check_task
+
+    assert check_task("winodigits") == [] and check_task("winodigits:relation") == []
+    assert check_model("winodigits-sd", "winodigits") == []
+    assert check_model("winodigits-clip", "winodigits") == []
