@@ -2,7 +2,8 @@
 
 * ``winodigits-sd``: a tiny latent diffusion model in the diffusers ``StableDiffusionPipeline`` format
   (``winodigits_sd/``: AutoencoderKL with 4× down-sampling, UNet2DConditionModel with cross-attention,
-  a CLIPTextModel trained from scratch with the CLIP BPE tokenizer, DDPM scheduler). It is loaded by the
+  a CLIPTextModel — the text tower of ``winodigits-clip``, frozen while the U-Net trained — with the CLIP BPE
+  tokenizer, DDPM scheduler). It is loaded by the
   ``sd`` plugin's own code: ``winodigits-sd`` is exactly ``sd:<that folder>``.
 * ``winodigits-clip``: a tiny OpenCLIP model (``winodigits_clip/``: ``open_clip_config.json`` +
   ``open_clip_model.safetensors``), loaded by the ``openclip`` plugin: ``openclip:<that folder>``.
@@ -143,8 +144,8 @@ def train_clip_command(out, epochs, steps_per_epoch, batch_size, lr, pool, seed,
 def winoeval_register_models(register):
     register("winodigits-sd", load_sd, train=train_sd_command, options=dict(SD_OPTIONS),
              fingerprint=_fingerprint(SD_DIR),
-             description="tiny latent diffusion model trained on WinoDigits scenes (shipped; SD pipeline format, "
-                         "runs through the sd plugin)")
+             description="tiny latent diffusion model trained on WinoDigits scenes, text encoder = winodigits-clip's "
+                         "text tower (shipped; SD pipeline format, runs through the sd plugin)")
     register("winodigits-clip", load_clip, train=train_clip_command, options=dict(CLIP_OPTIONS),
              fingerprint=_fingerprint(CLIP_DIR),
              description="tiny OpenCLIP trained contrastively on WinoDigits scenes (shipped; openclip plugin)")
