@@ -166,7 +166,7 @@ def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
 
 
 def train_vae(vae, out: Path, *, steps: int, batch_size: int, lr: float, kl_weight: float, seed: int,
-              progress: bool, log: Callable[[str], None]) -> dict:
+              progress: bool, log: Callable[[str], None], n_images: int = 20_000) -> dict:
     """Stage 1 (resumable as a whole: skipped when ``vae_done.safetensors`` exists)."""
     from safetensors.torch import load_file
     from tqdm.auto import tqdm
@@ -177,7 +177,7 @@ def train_vae(vae, out: Path, *, steps: int, batch_size: int, lr: float, kl_weig
         load_prefixed(vae, tensors, "vae")
         return json.loads((out / "vae_history.json").read_text())
     rng = np.random.default_rng([seed, 11])
-    images, _ = wd.training_scenes(20_000, seed=seed + 101)
+    images, _ = wd.training_scenes(n_images, seed=seed + 101)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     vae.train()
     started, losses = time.time(), []
@@ -194,7 +194,7 @@ def train_vae(vae, out: Path, *, steps: int, batch_size: int, lr: float, kl_weig
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(rec))
+        losses.append(float(rec.detach()))
         if step % 50 == 0:
             bar.set_postfix(rec=f"{np.mean(losses[-50:]):.4f}", kl=f"{float(kl):.3f}")
         if progress is False and step % 200 == 0:
@@ -318,14 +318,15 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
     if frozen_text:
         text = clip_text_encoder(frozen_text, tokenizer).requires_grad_(False)
     vae_hist = train_vae(vae, out, steps=vae_steps, batch_size=vae_batch, lr=vae_lr, kl_weight=kl_weight,
-                         seed=seed, progress=progress, log=log)
+                         seed=seed, progress=progress, log=log, n_images=min(20_000, pool))
     vae.eval().requires_grad_(False)
     t0 = time.time()
     images, scenes = wd.training_scenes(pool, seed=seed)
     latents = encode_latents(vae, images)
     del images
-    evals = eval_examples()
-    eval_latents = encode_latents(vae, np.stack([wd.render_array(s) for ex in evals for s in ex["scenes"]]))
+    evals = eval_examples() if eval_every else []
+    eval_latents = encode_latents(vae, np.stack([wd.render_array(s) for ex in evals for s in ex["scenes"]])) \
+        if evals else None
     log(f"encoded {pool} training scenes and {len(evals)} held-out examples in {time.time() - t0:.0f} s "
         f"(latent std {float(latents.std()):.3f})")
     import copy

@@ -78,15 +78,15 @@ def _log(msg: str) -> None:
 @click.command(name="winodigits-sd")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="runs/winodigits-sd", show_default=True,
               help="Folder for checkpoints (resumable), the exported pipeline (OUT/pipeline) and recipe.json.")
-@click.option("--epochs", type=click.IntRange(min=1), default=14, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=7, show_default=True)
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=500, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="AdamW peak learning rate (cosine).")
 @click.option("--ema-decay", type=float, default=0.999, show_default=True)
 @click.option("--p-uncond", type=float, default=0.1, show_default=True, help="Caption dropout (to '').")
 @click.option("--pool", type=click.IntRange(min=100), default=30_000, show_default=True,
               help="Training scenes rendered and VAE-encoded once.")
-@click.option("--vae-steps", type=click.IntRange(min=1), default=1200, show_default=True)
+@click.option("--vae-steps", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--vae-batch", type=click.IntRange(min=2), default=32, show_default=True)
 @click.option("--eval-every", type=click.IntRange(min=0), default=1, show_default=True,
               help="Held-out per-tag scores every N epochs (0: never).")
@@ -101,7 +101,8 @@ def _log(msg: str) -> None:
 @click.option("--no-progress", is_flag=True, help="No tqdm bar (one log line per epoch).")
 def train_sd_command(out, epochs, steps_per_epoch, batch_size, lr, ema_decay, p_uncond, pool, vae_steps, vae_batch,
                      eval_every, eval_n_t, frozen_text, seed, resume, threads, no_progress):
-    """Train winodigits-sd: VAE, then U-Net + text encoder jointly (CPU; see BENCHMARKS.md for times)."""
+    """Train winodigits-sd: VAE, then the U-Net (+ a text encoder jointly, unless --frozen-text). The shipped
+    model: --frozen-text with winodigits-clip's folder (defaults = the shipped recipe; BENCHMARKS.md has times)."""
     from . import _winodigits_train as tr
 
     try:
@@ -116,7 +117,7 @@ def train_sd_command(out, epochs, steps_per_epoch, batch_size, lr, ema_decay, p_
 @click.command(name="winodigits-clip")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="runs/winodigits-clip", show_default=True,
               help="Folder for checkpoints (resumable), the exported model (OUT/model) and recipe.json.")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True)
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="AdamW peak learning rate (cosine).")

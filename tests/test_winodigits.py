@@ -233,3 +233,44 @@ def test_plugin_contract_holds_for_the_task_and_both_models():
     assert check_task("winodigits") == [] and check_task("winodigits:relation") == []
     assert check_model("winodigits-sd", "winodigits") == []
     assert check_model("winodigits-clip", "winodigits") == []
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_training_commands_resume_and_export_loadable_models(tmp_path):
+    """Tiny settings: VAE, U-Net + text encoder, checkpoint, --resume to a second epoch, refusal to
+    overwrite without --resume (exit 2), and the exported folders load through the sd / openclip code."""
+    from click.testing import CliRunner
+
+    from winoeval.plugins import winodigits
+    from winoeval.plugins.stable_diffusion import check_pipeline_dir
+
+    sd_out, clip_out = tmp_path / "sd", tmp_path / "clip"
+    tiny_sd = ["--out", str(sd_out), "--steps-per-epoch", "2", "--batch-size", "4", "--pool", "100",
+               "--vae-steps", "2", "--vae-batch", "4", "--eval-every", "0", "--no-progress"]
+    runner = CliRunner()
+    first = runner.invoke(winodigits.train_sd_command, tiny_sd + ["--epochs", "1"])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(winodigits.train_sd_command, tiny_sd + ["--epochs", "1"])
+    assert again.exit_code == 2 and "--resume" in again.output
+    resumed = runner.invoke(winodigits.train_sd_command, tiny_sd + ["--epochs", "2", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    recipe = json.loads((sd_out / "recipe.json").read_text())
+    assert [h["epoch"] for h in recipe["history"]] == [1, 2] and recipe["vae_training"]["steps"] == 2
+    assert check_pipeline_dir(sd_out / "pipeline")["unet"][1] == "UNet2DConditionModel"
+    tiny_clip = ["--out", str(clip_out), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4",
+                 "--pool", "100", "--no-progress"]
+    done = runner.invoke(winodigits.train_clip_command, tiny_clip)
+    assert done.exit_code == 0, done.output
+    frozen = runner.invoke(winodigits.train_sd_command, tiny_sd[:1] + [str(tmp_path / "sd-frozen")] + tiny_sd[2:]
+                           + ["--epochs", "1", "--frozen-text", str(clip_out / "model")])
+    assert frozen.exit_code == 0, frozen.output
+    from winoeval.config import RunConfig
+    from winoeval.plugins import openclip, stable_diffusion
+
+    config = RunConfig(model="-", task="-")
+    sd = stable_diffusion.load(str(tmp_path / "sd-frozen" / "pipeline"), config)
+    clip = openclip.load(str(clip_out / "model"), config)
+    ex = wd.make_example(0)
+    images = [wd.render(s) for s in ex["scenes"]]
+    assert sd.encode_images(images).shape == (2, 4, 8, 8)
+    assert np.isfinite(clip.similarity(images, ex["captions"]).numpy()).all()
