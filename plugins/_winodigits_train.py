@@ -196,9 +196,9 @@ def train_vae(vae, out: Path, *, steps: int, batch_size: int, lr: float, kl_weig
         opt.step()
         losses.append(float(rec.detach()))
         if step % 50 == 0:
-            bar.set_postfix(rec=f"{np.mean(losses[-50:]):.4f}", kl=f"{float(kl):.3f}")
+            bar.set_postfix(rec=f"{np.mean(losses[-50:]):.4f}", kl=f"{float(kl.detach()):.3f}")
         if progress is False and step % 200 == 0:
-            log(f"vae step {step}/{steps} rec {np.mean(losses[-200:]):.4f} kl {float(kl):.3f}")
+            log(f"vae step {step}/{steps} rec {np.mean(losses[-200:]):.4f} kl {float(kl.detach()):.3f}")
     vae.eval()
     with torch.no_grad():
         x = to_tensor(images[:512])
