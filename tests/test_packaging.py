@@ -19,6 +19,12 @@ def test_wheel_contains_builtins_under_winoeval_and_imports(tmp_path, cli_env):
     assert "winoeval/plugins/analytic.py" in names and "winoeval/tasks/synthetic.py" in names
     assert "winoeval/testing/data.py" in names and "winoeval/testing/models.py" in names
     assert not any(n.startswith(("plugins/", "tasks/")) for n in names)
+    # every shipped weight file travels in the wheel: MNIST, and both WinoDigits models (SD folder, OpenCLIP)
+    shipped = [p.relative_to(REPO / "plugins").as_posix() for p in (REPO / "plugins").rglob("*")
+               if p.is_file() and p.suffix in (".safetensors", ".json", ".txt") and "__pycache__" not in p.parts]
+    assert any(s.startswith("winodigits_sd/unet/") for s in shipped) and any(s.startswith("winodigits_clip/") for s in shipped)
+    missing = [s for s in shipped if f"winoeval/plugins/{s}" not in names]
+    assert not missing, f"shipped files missing from the wheel: {missing}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "winoeval = winoeval.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
     site = tmp_path / "site"
