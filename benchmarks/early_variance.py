@@ -38,7 +38,7 @@ def full_errors(digits: int) -> dict[str, Any]:
 
     sample, stride = held_out_sample(False, digits)
     path = WORK / f"mnist_full_errors_stride{stride}.pt"
-    saved = torch.load(path) if path.exists() else {"ids": [], "labels": [], "errors": torch.empty(0, 10, BUDGET)}
+    saved = torch.load(path, weights_only=True) if path.exists() else {"ids": [], "labels": [], "errors": torch.empty(0, 10, BUDGET)}
     have = len(saved["ids"])
     if have < len(sample) and not os.environ.get("WINOEVAL_BENCH_SAVED_ONLY"):  # =1: use the digits already computed
         torch.set_grad_enabled(False)
