@@ -227,7 +227,7 @@ def render(res: dict[str, Any]) -> str:
     how = (f"the variants alternate every {m['chunk']} digits (rotating order)" if "chunk" in m else
            "each variant is one stream over all digits, the streams advanced in turn one finished digit at a time "
            "(each step timed)")
-    lines = [f"MNIST, `mnist-unet`, {m['digits']} held-out digits (every {m['stride']}th), batch size 128, "
+    lines = [f"MNIST, `mnist-unet`, {m['digits']} held-out digits (every {m['stride']}{'nd' if m['stride'] == 2 else 'th'}), batch size 128, "
              f"{res.get('torch_threads', 1)} torch thread; {how}. Early decision uses the default (stratified) rule.", ""]
     rows = []
     for k, label in names.items():
@@ -248,7 +248,7 @@ def render(res: dict[str, Any]) -> str:
               f"{o['rows']} rows, {o['mean_batch']:.0f} rows per forward) vs `predict_noise` on precomputed inputs of "
               f"exactly those batch sizes: scorer {spread(o['scorer_s'])} s, bare {spread(o['bare_s'])} s → "
               f"**{o['ratio']:.3f}** (two repeats on a shared machine: the spread exceeds the difference; two runs "
-              "on 2026-11-27 gave 1.052 and 0.910).", ""]
+              "on 2026-11-27 gave 1.052, 0.910 and 1.015).", ""]
     c = res["openclip"]
     lines += [f"Tiny random-weight OpenCLIP (`make_tiny_openclip`) on a Winoground-format folder of {c['examples']} "
               f"examples (images decoded beforehand; text cache cleared each run): one example per `similarity` call "
