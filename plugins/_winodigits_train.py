@@ -342,7 +342,7 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
         tensors = load_file(str(ckpt))
         for prefix, module in (("unet", unet), ("text", text), ("ema_unet", ema_unet), ("ema_text", ema_text)):
             load_prefixed(module, tensors, prefix)
-        state = torch.load(optim_path, weights_only=False)
+        state = torch.load(optim_path, weights_only=True)
         opt.load_state_dict(state["optimizer"])
         history = json.loads(hist_path.read_text())["epochs"]
         start_epoch = len(history)
@@ -530,7 +530,7 @@ def train_clip(out: str | os.PathLike, *, epochs: int = 30, steps_per_epoch: int
     start_epoch = 0
     if resume and ckpt.exists():
         model.load_state_dict(load_file(str(ckpt)))
-        opt.load_state_dict(torch.load(optim_path, weights_only=False)["optimizer"])
+        opt.load_state_dict(torch.load(optim_path, weights_only=True)["optimizer"])
         history = json.loads(hist_path.read_text())["epochs"]
         start_epoch = len(history)
         log(f"resumed after epoch {start_epoch}")

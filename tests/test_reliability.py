@@ -27,11 +27,13 @@ RUN = ["run", "--model", "analytic:0.3", "--task", "colors:0.3", "--n-samples", 
 
 
 def _comparable(path: Path) -> bytes:
-    """A results or samples file without its ``run`` section (date, wall time, computed/reused counts)."""
+    """A results or samples file without what belongs to the run, not to the results: its ``run`` section
+    (date, wall time, computed/reused counts) and the git hash (which moves when anyone commits)."""
     if path.suffix != ".json":
         return path.read_bytes()
     data = json.loads(path.read_text())
     data.pop("run")
+    data.pop("git_hash")
     return json.dumps(data, sort_keys=True).encode()
 
 
