@@ -383,7 +383,7 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
                 for ema, live in ema_pairs:
                     for pe, pl in zip(ema.parameters(), live.parameters()):
                         pe.lerp_(pl, 1 - d)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}")
         entry: dict[str, Any] = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
@@ -557,7 +557,7 @@ def train_clip(out: str | os.PathLike, *, epochs: int = 30, steps_per_epoch: int
             opt.step()
             with torch.no_grad():
                 model.logit_scale.clamp_(0, math.log(100))
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         entry = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": round(float(np.mean(losses)), 5),
