@@ -259,9 +259,30 @@ def _fingerprint_of(arch: str, pretrained: str | None) -> str:
     return f"open_clip:{arch}/{pretrained}"  # a released tag names fixed weights
 
 
+def fail_fast(arch_tag: tuple[str, str], name: str) -> None:
+    """Offline (``HF_HUB_OFFLINE`` or an unreachable hub) and the weights of a shipped name are not in the
+    local cache: say so at once, before ``import open_clip`` (seconds) or any data loads."""
+    from winoeval.hub import HubUnavailableError, go_offline_if_unreachable, offline_requested
+
+    requested = offline_requested()
+    if not go_offline_if_unreachable() or cached(arch_tag):
+        return
+    repo = HUB_WEIGHTS[arch_tag][0]
+    why = "HF_HUB_OFFLINE is set" if requested else "the Hugging Face Hub is not reachable"
+    raise HubUnavailableError(
+        f"could not load OpenCLIP weights {name}: {why} and they are not in the local cache. To fix: on a machine "
+        f"with network access run `hf download {repo} open_clip_pytorch_model.bin` (older huggingface_hub: "
+        f"`huggingface-cli download` with the same arguments) and copy the Hugging Face cache (~/.cache/huggingface "
+        f"or $HF_HOME) here; or pass a local checkpoint file: --model openclip:{arch_tag[0]}//path/to/"
+        f"open_clip_pytorch_model.bin")
+
+
 def fingerprint(argument: str | None, config) -> str:
     """A local checkpoint or folder by content; a released ``ARCH/TAG`` by name (checked before loading)."""
     _options(config)
+    if not argument:
+        fail_fast(DEFAULT, "openclip")
+        return _fingerprint_of(*DEFAULT)
     return _fingerprint_of(*parse_argument(argument))
 
 
@@ -294,5 +315,6 @@ def winoeval_register_models(register):
                          "openclip:ARCH/TAG, openclip:ARCH//CHECKPOINT, openclip:DIR")
     for name, ((arch, tag), description) in MODELS.items():
         register(name, _named_loader(arch, tag, name), description=f"{description} [{arch}/{tag}]",
-                 options=MODEL_OPTIONS, fingerprint=lambda argument, config, a=arch, t=tag: _fingerprint_of(a, t),
+                 options=MODEL_OPTIONS, fingerprint=lambda argument, config, a=arch, t=tag, n=name: (
+                     fail_fast((a, t), n) or _fingerprint_of(a, t)),
                  weights=(HUB_WEIGHTS[(arch, tag)][0], lambda a=arch, t=tag: cached((a, t))))

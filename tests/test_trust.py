@@ -621,3 +621,15 @@ def test_train_suggests_trainable_models():
     assert result.exit_code == 2 and "did you mean mnist-unet?" in result.output
     result = CliRunner().invoke(cli, ["train", "analytic"])
     assert result.exit_code == 2 and "'analytic' has no training command" in result.output
+
+
+def test_openclip_offline_without_cached_weights_fails_before_importing_open_clip(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    code = ("import sys\nfrom winoeval import registry\nfrom winoeval.config import RunConfig\n"
+            "try:\n    registry.models()['clip-vit-l-14'].fingerprint(None, RunConfig('clip-vit-l-14', 'x'))\n"
+            "except Exception as exc:\n    print(type(exc).__name__, str(exc)[:80])\n"
+            "print('open_clip imported:', 'open_clip' in sys.modules)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "HubUnavailableError could not load OpenCLIP weights clip-vit-l-14: HF_HUB_OFFLINE is set" in res.stdout
+    assert "open_clip imported: False" in res.stdout
