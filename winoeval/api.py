@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, runtime_che
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-    from PIL import Image
 
 
 @runtime_checkable
