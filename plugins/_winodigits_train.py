@@ -27,6 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from winoeval.training import start_mode
 import torch.nn.functional as F
 
 from winoeval.tasks import winodigits as wd
@@ -295,7 +297,7 @@ def export_pipeline(path: Path, vae, unet, text, tokenizer, scheduler, dtype=tor
 def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int = 400, batch_size: int = 128,
              lr: float = 1e-3, ema_decay: float = 0.999, p_uncond: float = 0.1, pool: int = 40_000,
              vae_steps: int = 1500, vae_batch: int = 64, vae_lr: float = 1e-3, kl_weight: float = 1e-4,
-             eval_every: int = 1, eval_n_t: int = 10, seed: int = 0, resume: bool = False,
+             eval_every: int = 1, eval_n_t: int = 10, seed: int = 0, resume: bool = False, overwrite: bool = False,
              threads: int | None = None, progress: bool = True, command: str = "",
              log: Callable[[str], None] = print, frozen_text: str | None = None) -> dict:
     """Train the WinoDigits latent diffusion model in ``out`` (see the module docstring). With
@@ -308,8 +310,10 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt, optim_path, hist_path = out / "checkpoint.safetensors", out / "optim.pt", out / "history.json"
-    if not resume and ckpt.exists():
-        raise FileExistsError(f"{ckpt} exists: pass --resume to continue it, or choose another --out")
+    # a run is here once its VAE stage finished (winoeval.training's conventions: --resume or --overwrite)
+    resume = start_mode(out, ["vae_done.safetensors"], resume=resume, overwrite=overwrite, log=log,
+                        run_files=[ckpt.name, optim_path.name, hist_path.name, "vae_history.json",
+                                   "recipe.json"]) == "resume"
     hparams = dict(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
                    ema_decay=ema_decay, p_uncond=p_uncond, pool=pool, vae_steps=vae_steps, vae_batch=vae_batch,
                    vae_lr=vae_lr, kl_weight=kl_weight, eval_every=eval_every, eval_n_t=eval_n_t, seed=seed,
@@ -504,7 +508,7 @@ def clip_eval(model, tokenizer, images: torch.Tensor, examples: list[dict]) -> d
 
 
 def train_clip(out: str | os.PathLike, *, epochs: int = 30, steps_per_epoch: int = 200, batch_size: int = 256,
-               lr: float = 1e-3, pool: int = 40_000, seed: int = 0, resume: bool = False,
+               lr: float = 1e-3, pool: int = 40_000, seed: int = 0, resume: bool = False, overwrite: bool = False,
                threads: int | None = None, progress: bool = True, command: str = "",
                log: Callable[[str], None] = print) -> dict:
     """Train the tiny OpenCLIP model in ``out`` (InfoNCE, in-batch negatives only)."""
@@ -518,8 +522,8 @@ def train_clip(out: str | os.PathLike, *, epochs: int = 30, steps_per_epoch: int
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt, optim_path, hist_path = out / "checkpoint.safetensors", out / "optim.pt", out / "history.json"
-    if not resume and ckpt.exists():
-        raise FileExistsError(f"{ckpt} exists: pass --resume to continue it, or choose another --out")
+    resume = start_mode(out, [ckpt.name, optim_path.name], resume=resume, overwrite=overwrite, log=log,
+                        run_files=[hist_path.name, "recipe.json"]) == "resume"
     hparams = dict(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, pool=pool, seed=seed)
     model, tokenizer = build_clip(seed, out)
     images, scenes = wd.training_scenes(pool, seed=seed + 202)

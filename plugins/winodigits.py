@@ -97,10 +97,11 @@ def _log(msg: str) -> None:
                    "text encoder (SD 2 style) instead of training one jointly.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
+@click.option("--overwrite", is_flag=True, help="Start again from scratch in an --out that holds a run (deleting it).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 @click.option("--no-progress", is_flag=True, help="No tqdm bar (one log line per epoch).")
 def train_sd_command(out, epochs, steps_per_epoch, batch_size, lr, ema_decay, p_uncond, pool, vae_steps, vae_batch,
-                     eval_every, eval_n_t, frozen_text, seed, resume, threads, no_progress):
+                     eval_every, eval_n_t, frozen_text, seed, resume, overwrite, threads, no_progress):
     """Train winodigits-sd: VAE, then the U-Net (+ a text encoder jointly, unless --frozen-text). The shipped
     model: --frozen-text with winodigits-clip's folder (defaults = the shipped recipe; BENCHMARKS.md has times)."""
     from . import _winodigits_train as tr
@@ -108,7 +109,8 @@ def train_sd_command(out, epochs, steps_per_epoch, batch_size, lr, ema_decay, p_
     try:
         tr.train_sd(out, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
                     ema_decay=ema_decay, p_uncond=p_uncond, pool=pool, vae_steps=vae_steps, vae_batch=vae_batch,
-                    eval_every=eval_every, eval_n_t=eval_n_t, seed=seed, resume=resume, threads=threads,
+                    eval_every=eval_every, eval_n_t=eval_n_t, seed=seed, resume=resume, overwrite=overwrite,
+                    threads=threads,
                     progress=not no_progress, command=_command(), log=_log, frozen_text=frozen_text)
     except FileExistsError as exc:
         raise click.UsageError(str(exc)) from None
@@ -125,9 +127,11 @@ def train_sd_command(out, epochs, steps_per_epoch, batch_size, lr, ema_decay, p_
               help="Training scenes rendered once.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
+@click.option("--overwrite", is_flag=True, help="Start again from scratch in an --out that holds a run (deleting it).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 @click.option("--no-progress", is_flag=True, help="No tqdm bar (one log line per epoch).")
-def train_clip_command(out, epochs, steps_per_epoch, batch_size, lr, pool, seed, resume, threads, no_progress):
+def train_clip_command(out, epochs, steps_per_epoch, batch_size, lr, pool, seed, resume, overwrite, threads,
+                       no_progress):
     """Train winodigits-clip: a tiny OpenCLIP, contrastive with in-batch negatives only."""
     from . import _winodigits_train as tr
 
@@ -135,7 +139,8 @@ def train_clip_command(out, epochs, steps_per_epoch, batch_size, lr, pool, seed,
         raise click.UsageError(f"--pool ({pool}) must be at least --batch-size ({batch_size})")
     try:
         tr.train_clip(out, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, pool=pool,
-                      seed=seed, resume=resume, threads=threads, progress=not no_progress, command=_command(),
+                      seed=seed, resume=resume, overwrite=overwrite, threads=threads, progress=not no_progress,
+                      command=_command(),
                       log=_log)
     except FileExistsError as exc:
         raise click.UsageError(str(exc)) from None

@@ -261,6 +261,10 @@ def test_training_commands_resume_and_export_loadable_models(tmp_path):
                  "--pool", "100", "--no-progress"]
     done = runner.invoke(winodigits.train_clip_command, tiny_clip)
     assert done.exit_code == 0, done.output
+    refused = runner.invoke(winodigits.train_clip_command, tiny_clip)
+    assert refused.exit_code == 2 and "--overwrite" in refused.output
+    redone = runner.invoke(winodigits.train_clip_command, tiny_clip + ["--overwrite"])
+    assert redone.exit_code == 0 and "deleted the previous run's checkpoint" in redone.output, redone.output
     frozen = runner.invoke(winodigits.train_sd_command, tiny_sd[:1] + [str(tmp_path / "sd-frozen")] + tiny_sd[2:]
                            + ["--epochs", "1", "--frozen-text", str(clip_out / "model")])
     assert frozen.exit_code == 0, frozen.output
