@@ -75,6 +75,19 @@ def _log(msg: str) -> None:
     click.echo(msg, err=True)
 
 
+def _run_options(command):
+    """The options both trainers share (seed, resume/overwrite, threads, progress)."""
+    for option in reversed((
+            click.option("--seed", type=int, default=0, show_default=True),
+            click.option("--resume", is_flag=True, help="Continue the run saved in --out."),
+            click.option("--overwrite", is_flag=True,
+                         help="Start again from scratch in an --out that holds a run (deleting it)."),
+            click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads."),
+            click.option("--no-progress", is_flag=True, help="No tqdm bar (one log line per epoch)."))):
+        command = option(command)
+    return command
+
+
 @click.command(name="winodigits-sd")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="runs/winodigits-sd", show_default=True,
               help="Folder for checkpoints (resumable), the exported pipeline (OUT/pipeline) and recipe.json.")
@@ -95,25 +108,17 @@ def _log(msg: str) -> None:
 @click.option("--frozen-text", type=click.Path(exists=True, file_okay=False), default=None,
               help="Use the text tower of this trained OpenCLIP folder (e.g. winodigits-clip's), frozen, as the "
                    "text encoder (SD 2 style) instead of training one jointly.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
-@click.option("--overwrite", is_flag=True, help="Start again from scratch in an --out that holds a run (deleting it).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
-@click.option("--no-progress", is_flag=True, help="No tqdm bar (one log line per epoch).")
+@_run_options
 def train_sd_command(out, epochs, steps_per_epoch, batch_size, lr, ema_decay, p_uncond, pool, vae_steps, vae_batch,
                      eval_every, eval_n_t, frozen_text, seed, resume, overwrite, threads, no_progress):
     """Train winodigits-sd: VAE, then the U-Net (+ a text encoder jointly, unless --frozen-text). The shipped
     model: --frozen-text with winodigits-clip's folder (defaults = the shipped recipe; BENCHMARKS.md has times)."""
     from . import _winodigits_train as tr
 
-    try:
-        tr.train_sd(out, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
-                    ema_decay=ema_decay, p_uncond=p_uncond, pool=pool, vae_steps=vae_steps, vae_batch=vae_batch,
-                    eval_every=eval_every, eval_n_t=eval_n_t, seed=seed, resume=resume, overwrite=overwrite,
-                    threads=threads,
-                    progress=not no_progress, command=_command(), log=_log, frozen_text=frozen_text)
-    except FileExistsError as exc:
-        raise click.UsageError(str(exc)) from None
+    tr.train_sd(out, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
+                ema_decay=ema_decay, p_uncond=p_uncond, pool=pool, vae_steps=vae_steps, vae_batch=vae_batch,
+                eval_every=eval_every, eval_n_t=eval_n_t, seed=seed, resume=resume, overwrite=overwrite,
+                threads=threads, progress=not no_progress, command=_command(), log=_log, frozen_text=frozen_text)
 
 
 @click.command(name="winodigits-clip")
@@ -125,11 +130,7 @@ def train_sd_command(out, epochs, steps_per_epoch, batch_size, lr, ema_decay, p_
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="AdamW peak learning rate (cosine).")
 @click.option("--pool", type=click.IntRange(min=100), default=30_000, show_default=True,
               help="Training scenes rendered once.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
-@click.option("--overwrite", is_flag=True, help="Start again from scratch in an --out that holds a run (deleting it).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
-@click.option("--no-progress", is_flag=True, help="No tqdm bar (one log line per epoch).")
+@_run_options
 def train_clip_command(out, epochs, steps_per_epoch, batch_size, lr, pool, seed, resume, overwrite, threads,
                        no_progress):
     """Train winodigits-clip: a tiny OpenCLIP, contrastive with in-batch negatives only."""
@@ -137,13 +138,9 @@ def train_clip_command(out, epochs, steps_per_epoch, batch_size, lr, pool, seed,
 
     if pool < batch_size:
         raise click.UsageError(f"--pool ({pool}) must be at least --batch-size ({batch_size})")
-    try:
-        tr.train_clip(out, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, pool=pool,
-                      seed=seed, resume=resume, overwrite=overwrite, threads=threads, progress=not no_progress,
-                      command=_command(),
-                      log=_log)
-    except FileExistsError as exc:
-        raise click.UsageError(str(exc)) from None
+    tr.train_clip(out, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, pool=pool,
+                  seed=seed, resume=resume, overwrite=overwrite, threads=threads, progress=not no_progress,
+                  command=_command(), log=_log)
 
 
 @hookimpl

@@ -498,6 +498,14 @@ class MatcherScorer:
         with torch.inference_mode():
             return self._result(self.model.similarity(list(images), list(texts)))
 
+    def _one_by_one(self, group) -> Iterator[tuple[Any, Any]]:
+        """Score each example of ``group`` alone; an unreadable one yields its exception."""
+        for key, example_id, images, texts in group:
+            try:
+                yield key, self.score(example_id, images, texts)
+            except (OSError, ValueError, SyntaxError) as exc:
+                yield key, exc
+
     def score_stream(self, items: Iterable[tuple[Any, str, Any, Sequence[str]]]) -> Iterator[tuple[Any, Any]]:
         """Like :meth:`DiffusionScorer.score_stream`: yields (key, ScoreResult or exception)."""
         import torch
@@ -517,11 +525,7 @@ class MatcherScorer:
             if not group:
                 return
             if not self.batched or len(group) == 1:
-                for key, example_id, images, texts in group:
-                    try:
-                        yield key, self.score(example_id, images, texts)
-                    except (OSError, ValueError, SyntaxError) as exc:
-                        yield key, exc
+                yield from self._one_by_one(group)
                 continue
             try:
                 with torch.inference_mode():
@@ -529,11 +533,7 @@ class MatcherScorer:
                     distinct = list(dict.fromkeys(t for g in group for t in g[3]))
                     text_feats = self.model.encode_texts(distinct)
             except (OSError, ValueError, SyntaxError):  # one unreadable image: find it example by example
-                for key, example_id, images, texts in group:
-                    try:
-                        yield key, self.score(example_id, images, texts)
-                    except (OSError, ValueError, SyntaxError) as exc:
-                        yield key, exc
+                yield from self._one_by_one(group)
                 continue
             row = {t: n for n, t in enumerate(distinct)}
             start = 0
