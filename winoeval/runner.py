@@ -353,18 +353,10 @@ def _uncond_errors(result) -> list[list[float | None]] | None:
                                      for i in range(n_used.shape[0])]))
 
 
-def _resolve_images(example: Example) -> list[Any]:
+def resolve_images(example: Example) -> list[Any]:
+    """An example's images, decoding them when ``images`` is a zero-argument callable."""
     images = example.images() if callable(example.images) else example.images
     return list(images)
-
-
-def score_example(scorer, task: TaskData, example: Example, skip_bad: bool) -> dict:
-    """Score one example into a JSON-ready record (or a skipped record with its reason)."""
-    try:
-        result = scorer.score(example.id, _resolve_images(example), example.texts)
-    except Exception as exc:
-        result = exc
-    return example_record(task, example, result, skip_bad)
 
 
 def score_records(scorer, task: TaskData, examples: Iterable[Example], skip_bad: bool) -> Iterator[dict]:
@@ -377,7 +369,7 @@ def score_records(scorer, task: TaskData, examples: Iterable[Example], skip_bad:
     def items():
         for n, example in enumerate(examples):
             waiting[n] = example
-            yield n, example.id, (lambda example=example: _resolve_images(example)), example.texts
+            yield n, example.id, (lambda example=example: resolve_images(example)), example.texts
 
     if scorer is None:  # nothing to score: just walk the examples
         for _ in items():

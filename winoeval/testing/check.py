@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterable
 
 import click
 
+from ..runner import resolve_images
+
 MODEL_RULES = {
     "load": "the loader returns a model",
     "kind": "`kind` is 'denoiser' or 'matcher'",
@@ -84,11 +86,6 @@ def load_task(name: str, config: Any = None):
     return entry.loader(argument, config if config is not None else _config(task=name))
 
 
-def _resolve_images(example) -> list:
-    images = example.images() if callable(example.images) else example.images
-    return list(images)
-
-
 def _image_key(image: Any) -> Any:
     """Something equal for equal images (PIL pixels, arrays, or plain values)."""
     if hasattr(image, "tobytes") and hasattr(image, "mode") and hasattr(image, "size"):
@@ -134,7 +131,7 @@ def _inputs(task: Any, n_examples: int) -> tuple[list, list[str], list[tuple[int
     images, texts, spans = [], [], []
     for example in task.examples():
         start = len(images)
-        images += _resolve_images(example)
+        images += resolve_images(example)
         spans.append((start, len(images)))
         texts += [t for t in example.texts if t not in texts]
         if len(spans) >= n_examples:
@@ -459,7 +456,7 @@ def _walk(task, failures: _Failures, n_pixels: int) -> list[tuple[str, Any]] | N
                              "give a list of images, or a zero-argument callable returning one")
             elif position < n_pixels or not callable(images):
                 try:
-                    resolved = _resolve_images(example)
+                    resolved = resolve_images(example)
                 except Exception as exc:
                     failures.add("images", f"example {eid!r}: reading its images raised {type(exc).__name__}: {exc}",
                                  "make the images readable (or let a bad one raise OSError/ValueError: the runner "
