@@ -397,6 +397,15 @@ def gather_records(mine: dict[str, dict]) -> dict[str, dict]:
     return merged
 
 
+def gather_count(n: int) -> int:
+    """Under a torchrun/accelerate launch: the sum of ``n`` over the ranks, on rank 0 (others get their own)."""
+    import torch.distributed as dist
+
+    parts = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(int(n), parts, dst=0)
+    return sum(int(p or 0) for p in parts) if parts else int(n)
+
+
 def example_record(task: TaskData, example: Example, result: Any, skip_bad: bool) -> dict:
     """A JSON-ready record from a ScoreResult, or a skipped record (``skip_bad``) when ``result`` is the
     exception scoring raised (unreadable image) or the scores are not finite."""
@@ -566,9 +575,12 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
     rank, world = shard or detect_shard()
     if world > 1 and not os.environ.get("WINOEVAL_SHARD") and shard is None:
         _join_launch()
-    task: TaskData = prep.task_entry.loader(prep.task_arg, config)
-    limit = resolve_limit(config.limit, task.size)
-    order = _scan_ids(task, limit)  # also refuses duplicate ids before any model loads
+    from . import verbosity
+
+    with verbosity.status(f"building task {config.task}", f"task {config.task} ready"):
+        task: TaskData = prep.task_entry.loader(prep.task_arg, config)
+        limit = resolve_limit(config.limit, task.size)
+        order = _scan_ids(task, limit)  # also refuses duplicate ids before any model loads
     scorer_cfg, normalize = scorer_settings(config, task)
     model_fp = model_fingerprint(prep)
     task_fp = task_fingerprint(config, task)
@@ -625,9 +637,13 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
                      "finished": time.time()}))
                 return out
             gathered = gather_records({i: done[i] for i in mine if i in done})  # no shared filesystem needed
+            computed_everywhere = gather_count(computed)
             if rank != 0:
                 return out
             done = {**cache.load(), **gathered}
+            # every rank's examples: each one was either computed or reused by the rank that holds it
+            computed, reused = computed_everywhere, len(order) - computed_everywhere
+            out.computed, out.reused = computed, reused
         missing = [i for i in order if i not in done]
         if missing:
             raise RuntimeError(f"{len(missing)} example(s) were not scored by any process (first: {missing[0]!r}); "
@@ -671,17 +687,25 @@ def check_vocabulary(model: Any, task: TaskData, config: RunConfig) -> None:
     """A model that cannot read a classification task's texts (mnist-unet on colour names) is a
     mismatch of model and task, not a bad example: one error before anything is scored."""
     encode = getattr(model, "encode_texts", None)
-    if not task.texts or not callable(encode):
+    if not callable(encode):
+        return
+    # a task without fixed texts (Winoground captions): its first example's, so that a model that cannot
+    # read the task at all stops here instead of suggesting --skip-bad, which would skip every example
+    texts = list(task.texts or next((list(e.texts) for e in iter_examples(task, 1)), []))
+    if not texts:
         return
     try:
-        encode(list(task.texts))
+        encode(texts)
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"model {config.model!r} cannot read the texts of task {config.task!r} ({exc}); "
                           f"pick a task whose texts it knows (`winoeval info {config.model.partition(':')[0]}`)") from None
 
 
 def _load_model(prep: Prepared, config: RunConfig, on_model):
-    model = prep.model_entry.loader(prep.model_arg, config)
+    from . import verbosity
+
+    with verbosity.status(f"loading model {config.model}", f"model {config.model} loaded"):
+        model = prep.model_entry.loader(prep.model_arg, config)
     if on_model is not None:
         on_model(model)
     return model
@@ -789,6 +813,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines = []
     model = results["model"]["name"]
     for task_name, m in results["results"].items():
+        if lines:
+            lines.append("")  # a blank line between two tasks' tables (markdown needs it to end a table)
         if m["metric"] == "winoground":
             lines += ["| model | task | subset | n | text | image | group |", "|---|---|---|---:|---:|---:|---:|"]
 
