@@ -20,6 +20,12 @@ from .calibration import N_BINS
 from .results import CompareError, check_runs, load_file_runs, load_runs, pick_results, unique_labels
 
 
+class CompareUsageError(click.ClickException):
+    """Runs that cannot be compared (different tasks, no samples file, ...): bad input, exit status 2."""
+
+    exit_code = 2
+
+
 @click.command(name="compare")
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--pairs", type=click.Choice(["first", "all"]), default="first", show_default=True,
@@ -65,7 +71,7 @@ def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, htm
         per_file = [load_file_runs(f) for f in files]
         groups = _task_groups(per_file, only_tasks)
     except CompareError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CompareUsageError(str(exc)) from None
     several = len(groups) > 1
     for k, (task, runs) in enumerate(groups):
         if several:
@@ -110,7 +116,7 @@ def _compare_runs(runs, *, labels, pairs, strict, n_boot, seed, data_dir, no_ima
         unique_labels(runs, labels)
         shared = check_runs(runs, strict=strict)
     except CompareError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CompareUsageError(str(exc)) from None
     from .comparison import build_comparison
     from .report import calibration_markdown, json_safe, markdown_report, write_csv
 
@@ -125,7 +131,7 @@ def _compare_runs(runs, *, labels, pairs, strict, n_boot, seed, data_dir, no_ima
             try:
                 reps = [(run.label, fit([run.records[i] for i in shared.ids], seed=seed)) for run in runs]
             except CalibrationError as exc:
-                raise click.ClickException(f"--calibrate: {exc}") from None
+                raise CompareUsageError(f"--calibrate: {exc}") from None
             comp["calibration"] = {name: rep.to_dict() for name, rep in reps}
             click.echo("\nCalibration (temperature fitted on a seeded half of the shared examples):\n")
             click.echo(calibration_markdown(reps))
@@ -187,7 +193,7 @@ def calibrate_command(results, fit_fraction, seed, n_bins, json_path) -> None:
         for run in runs:
             reports.append((run.label, run.path, calibrate(list(run.records.values()), fit_fraction, seed, n_bins)))
     except (CompareError, CalibrationError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CompareUsageError(str(exc)) from None
     click.echo(calibration_markdown([(name, rep) for name, _, rep in reports]))
     if json_path:
         payload = [{"model": name, "results": str(path), **rep.to_dict()} for name, path, rep in reports]

@@ -363,9 +363,8 @@ def calibration_table(calibration: dict[str, dict]) -> str:
            '<th>held-out accuracy</th><th>ECE τ=1</th><th>ECE τ fitted</th><th>NLL τ=1</th><th>NLL τ fitted</th></tr>']
     notes = []
     for name, r in calibration.items():
-        tau = "—" if r.get("tau") is None else f"{r['tau']:.4g}"
-        if r.get("at_bound"):
-            tau += " (unbounded)"
+        tau = f"{r['tau']:.4g}" if r.get("tau") is not None and r.get("status", "fitted") == "fitted" \
+            else f"none ({r.get('status', 'not fitted')}, see note)"
         out.append(f'<tr><td class="l">{_e(name)}</td><td>{tau}</td><td>{r["n_fit"]} / {r["n_eval"]}</td>'
                    f'<td>{_pct(r["accuracy_eval"])}</td><td>{f(r["ece_before"])}</td><td>{f(r["ece_after"])}</td>'
                    f'<td>{f(r["nll_before"])}</td><td>{f(r["nll_after"])}</td></tr>')

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import metrics
-from .calibration import N_BINS, CalibrationReport
+from .calibration import MIN_PART, N_BINS, CalibrationReport
 from .results import BINARY, METRIC_TITLES, Run, fmt_ids
 
 def _pct(v: float | None) -> str:
@@ -127,12 +127,14 @@ def calibration_markdown(reports: Sequence[tuple[str, CalibrationReport]]) -> st
     lines = ["| model | τ | n fit / held out | held-out accuracy | ECE τ=1 | ECE τ fitted | NLL τ=1 "
              "| NLL τ fitted |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in reports:
-        tau = ("—" if math.isnan(r.tau) else f"{r.tau:.4g}") + (" (unbounded, see note)" if r.at_bound else "")
+        tau = f"{r.tau:.4g}" if r.status == "fitted" else f"none ({r.status}, see note)"
         lines.append(f"| {name} | {tau} | {r.n_fit} / {r.n_eval} | {100 * r.accuracy_eval:.1f} | "
                      f"{f(r.ece_before)} | {f(r.ece_after)} | {f(r.nll_before)} | {f(r.nll_after)} |")
     notes = [f"- {name}: {n}" for name, r in reports for n in r.notes]
     if notes:
         lines += ["", *notes]
     lines += ["", f"p = softmax(score / τ); τ fitted on a seeded part of the examples (NLL over log τ), "
-                  f"ECE ({reports[0][1].n_bins if reports else N_BINS} equal-width bins) and NLL on the other part."]
+                  f"ECE ({reports[0][1].n_bins if reports else N_BINS} equal-width bins) and NLL on the other part. "
+                  f"A τ is shown only when each part holds at least {MIN_PART} examples, the fitting part has "
+                  f"misclassified examples and the held-out NLL does not get worse."]
     return "\n".join(lines)
