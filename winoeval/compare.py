@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from .calibration import N_BINS
+from .verbosity import options as verbosity_options
 from .results import CompareError, check_runs, load_file_runs, load_runs, pick_results, unique_labels
 
 
@@ -38,7 +39,13 @@ class CompareUsageError(click.ClickException):
               help="Paired bootstrap resamples.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
-              help="Write grouped bars with 95 % intervals and chance lines (PNG).")
+              help="Write grouped bars with 95 % intervals, n per group, McNemar marks against the first run and "
+                   "chance lines (.png, .pdf or .svg, by the suffix).")
+@click.option("--by", "plot_by", multiple=True, metavar="KEY",
+              help="--plot: only these breakdowns, e.g. --by collapsed_tag (repeatable or a,b; none: only all) "
+                   "[every breakdown].")
+@click.option("--plot-size", type=click.Choice(["column", "page", "slide"]), default="page", show_default=True,
+              help="--plot: a paper column (3.4 in), the text width (7 in) or a slide (12 in, large type).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Write a self-contained HTML report: summary, paired differences with ids, every example "
                    "(images, captions, scores, verdicts) and a filter; FILE#show=disagree opens the filtered view.")
@@ -52,8 +59,9 @@ class CompareUsageError(click.ClickException):
               help="Classification runs: also fit a softmax temperature per run and report ECE/NLL before and after.")
 @click.option("--task", "only_tasks", multiple=True,
               help="Results files of several tasks: compare only this task (repeatable) [every task they share].")
-def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, html_path, data_dir, no_images,
-                    csv_path, json_path, calibrate, only_tasks) -> None:
+@verbosity_options
+def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, plot_by, plot_size, html_path, data_dir,
+                    no_images, csv_path, json_path, calibrate, only_tasks, quiet) -> None:
     """Compare runs of one task: scores side by side and paired tests on the shared examples.
 
     RESULTS are results_<stamp>.json files (or output directories) of runs made with --log-samples.
@@ -79,7 +87,11 @@ def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, htm
         outputs = {key: _per_task(path, task) if several and path else path
                    for key, path in (("plot", plot_path), ("html", html_path), ("csv", csv_path), ("json", json_path))}
         _compare_runs(runs, labels=labels, pairs=pairs, strict=strict, n_boot=n_boot, seed=seed, data_dir=data_dir,
-                      no_images=no_images, calibrate=calibrate, **outputs)
+                      no_images=no_images, calibrate=calibrate, plot_by=plot_by or None, plot_size=plot_size,
+                      **outputs)
+    from .verbosity import exit_now
+
+    exit_now(0)
 
 
 def _per_task(path: str, task: str) -> str:
@@ -110,7 +122,7 @@ def _task_groups(per_file, only_tasks=()) -> list[tuple[str, list]]:
 
 
 def _compare_runs(runs, *, labels, pairs, strict, n_boot, seed, data_dir, no_images, calibrate, plot, html, csv,
-                  json) -> None:
+                  json, plot_by=None, plot_size="page") -> None:
     json_path = json
     try:
         unique_labels(runs, labels)
@@ -121,6 +133,15 @@ def _compare_runs(runs, *, labels, pairs, strict, n_boot, seed, data_dir, no_ima
     from .report import calibration_markdown, json_safe, markdown_report, write_csv
 
     comp = build_comparison(runs, shared, pairs=pairs, n_boot=n_boot, seed=seed)
+    if plot:
+        from .plot import FORMATS, check_by
+
+        try:  # before any output: a typo in --by or the suffix is a usage error, not a half-written report
+            check_by(comp, plot_by)
+        except ValueError as exc:
+            raise CompareUsageError(str(exc)) from None
+        if Path(plot).suffix.lower() not in FORMATS:
+            raise CompareUsageError(f"--plot {plot}: write .png, .pdf or .svg (the format follows the suffix)")
     click.echo(markdown_report(comp))
     if calibrate:
         from .calibration import CalibrationError, calibrate as fit
@@ -146,13 +167,20 @@ def _compare_runs(runs, *, labels, pairs, strict, n_boot, seed, data_dir, no_ima
         click.echo(f"wrote {json_path}", err=True)
     if plot:
         from .plot import write_plot
+        from .verbosity import status
 
-        write_plot(plot, comp)
+        with status(f"rendering {plot}"):
+            write_plot(plot, comp, by=plot_by, size=plot_size)
         click.echo(f"wrote {plot}", err=True)
     if html:
         from .html_report import load_images, write_html
 
-        images, class_names, warning = ({}, None, None) if no_images else load_images(runs[0], shared.ids, data_dir)
+        from .verbosity import status
+
+        images, class_names, warning = {}, None, None
+        if not no_images:
+            with status(f"loading the images of {len(shared.ids)} examples for {html}"):
+                images, class_names, warning = load_images(runs[0], shared.ids, data_dir)
         if warning:
             click.echo(f"warning: {warning}", err=True)
         write_html(html, comp, runs, shared.ids, images, class_names)
