@@ -164,6 +164,8 @@ def subsets(runs: Sequence[Run], ids: Sequence[str]) -> list[tuple[str, list[str
     keys: list[str] = []
     for run in runs:
         keys += [k for k in run.breakdowns if k not in keys]
+    declared = first.results.get("task", {}).get("breakdowns") or []  # the task's own order, when recorded
+    keys.sort(key=lambda k: declared.index(k) if k in declared else len(declared))
     records = [first.records[i] for i in ids]
     out = [("all", list(ids))]
     for key in keys:

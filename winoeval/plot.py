@@ -15,7 +15,7 @@ Classification: one panel of overall accuracy (with mean per-class accuracy only
 accuracy, i.e. unbalanced classes, and any breakdowns) and one panel of per-class accuracy.
 
 Sizes (``size``): ``column`` (3.4 in wide: one column of a two-column paper), ``page`` (7 in: the full
-text width) and ``slide`` (12 in, large type, for a 16:9 slide). The format follows the file's suffix
+text width) and ``slide`` (12 in wide, 12 pt type: three panels fit a 16:9 slide). The format follows the file's suffix
 (``.png`` at 300 dpi, ``.pdf``, ``.svg``).
 
 Rendering only (matplotlib is imported inside :func:`write_plot`).
@@ -34,7 +34,7 @@ from .results import METRIC_TITLES
 WINOGROUND_CHANCE = {"text": 0.25, "image": 0.25, "group": 1 / 6}
 
 # (width in inches, height of one panel in inches, base font size in points)
-SIZES = {"column": (3.4, 1.9, 7.0), "page": (7.0, 2.2, 8.0), "slide": (12.0, 3.4, 14.0)}
+SIZES = {"column": (3.4, 1.9, 7.0), "page": (7.0, 2.2, 8.0), "slide": (12.0, 2.05, 12.0)}
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 PALETTE = ("#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB")  # colour-blind safe
 
@@ -158,7 +158,7 @@ def _bars(ax, groups, labels, names, values_of, p_of, fs: float, colors, rotate:
         for g, px, v, top in zip(groups, pos, vals, hi):
             mark = stars(p_of(g, label)) if k > 0 else ""
             text = (f"{v:.1f} {mark}".rstrip() if rotate else (f"{mark}\n{v:.1f}" if mark else f"{v:.1f}"))
-            ax.text(px, top + 1.0, text, ha="center", va="bottom", fontsize=fs - 1.5, color="#222",
+            ax.text(px, top + (2.0 if rotate else 1.0), text, ha="center", va="bottom", fontsize=fs - 1.5, color="#222",
                     rotation=90 if rotate else 0, linespacing=0.9)
 
 
@@ -195,13 +195,17 @@ def write_plot(path: str | Path, comp: dict[str, Any], by: Sequence[str] | None 
     per_class = comp.get("per_class") or []
     if classification and per_class:
         panels.append(("per_class", None))
-    n_bars = len(labels) * max(len(groups), len(per_class) if classification else 0)
-    rotate = n_bars * (0.55 if fs < 10 else 0.9) * fs / 72 * 3 > width_in  # value labels would overlap
+    panel_w = width_in
+    # value labels side by side would overlap when a bar's slot is narrower than "100.0" (rotate them)
+    n_x = max(len(groups) * (len(metrics) if classification else 1), len(per_class) if classification else 0, 3)
+    slot_in = (panel_w - 0.9) / n_x * min(0.8 / len(labels), 0.34)
+    rotate = 5 * 0.55 * (fs - 1.5) / 72 > slot_in
     plt.rcParams.update({"font.size": fs, "axes.titlesize": fs, "axes.labelsize": fs, "xtick.labelsize": fs - 1,
                          "ytick.labelsize": fs - 1, "legend.fontsize": fs, "pdf.fonttype": 42, "svg.fonttype": "none"})
     extra_rows = max((len(g["aliases"]) for g in groups), default=0)
-    fig_h = panel_h * len(panels) + 0.6 + 0.12 * fs / 8 * extra_rows * len(panels)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(width_in, fig_h), squeeze=False)
+    rows = len(panels)
+    fig_h = panel_h * rows + 0.6 + 0.12 * fs / 8 * extra_rows * rows
+    fig, axes = plt.subplots(rows, 1, figsize=(width_in, fig_h), squeeze=False)
     colors = PALETTE if len(labels) <= len(PALETTE) else plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (kind, metric) in zip(axes[:, 0], panels):
         if kind == "metric":

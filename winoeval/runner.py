@@ -726,7 +726,8 @@ def build_results(config: RunConfig, prep: Prepared, task: TaskData, scorer_cfg:
         "config": cfg,
         "model": {"name": config.model, "plugin": prep.model_entry.plugin, "fingerprint": model_fp},
         "task": {"name": config.task, "dataset": task.name, "plugin": prep.task_entry.plugin, "size": task.size,
-                 "examples": len(records), "class_names": task.class_names, "fingerprint": task_fp or {}},
+                 "examples": len(records), "class_names": task.class_names, "fingerprint": task_fp or {},
+                 "breakdowns": list(task.breakdowns or [])},  # the task's order (the "by" keys get sorted)
         "results": {config.task: task_metrics},
         "skipped": skipped,
         "run": run_info or {},
