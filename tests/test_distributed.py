@@ -39,7 +39,9 @@ def test_torchrun_ranks_with_separate_output_paths_gather_the_single_process_res
     assert single.returncode == 0, single.stderr
     wrapper = tmp_path / "launch.py"
     wrapper.write_text(WRAPPER)
-    res = subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_port", "29533", str(wrapper),
+    # `python -m torch.distributed.run` is torchrun run by this interpreter (a venv's torchrun script may
+    # name another interpreter in its first line, and with it another installation of winoeval)
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", str(wrapper),
                           str(tmp_path / "multi"), *ARGS], env={**cli_env, "OMP_NUM_THREADS": "1"},
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
