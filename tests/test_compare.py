@@ -135,7 +135,7 @@ def test_refuses_different_tasks_and_subsets(tmp_path):
     a = write_run(tmp_path / "a", "m1", "winoground", recs)
     b = write_run(tmp_path / "b", "m2", "winoground:relation", recs)
     result = invoke(a, b)
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # bad input: a usage error, as the README promises
     assert "different tasks or subsets" in result.output and "'winoground:relation'" in result.output
     assert result.output.count("Error:") == 1
 

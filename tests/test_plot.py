@@ -145,3 +145,24 @@ def test_classification_gets_a_per_class_panel_and_no_duplicate_mean_per_class(t
     path = tmp_path / "cls.png"
     write_plot(path, comp)
     assert path.stat().st_size > 10_000
+
+
+def test_a_folder_of_runs_is_compared_in_the_order_the_runs_were_made(tmp_path):
+    """`winoeval compare runs` after `run -m zeta` then `run -m alpha`: zeta is the reference (Δ = alpha − zeta),
+    as with `compare runs/zeta runs/alpha`, not alphabetical (which would flip the sign of Δ)."""
+    recs_good = [_record(i, True, _meta(k)) for k, i in enumerate(IDS)]
+    recs_bad = [_record(i, k >= 8, _meta(k)) for k, i in enumerate(IDS)]
+    for model, recs, date in (("zeta", recs_good, "2026-01-01T10:00:00+00:00"),
+                              ("alpha", recs_bad, "2026-01-01T11:00:00+00:00")):
+        path = _write(tmp_path / "runs" / model, model, recs)
+        data = json.loads(path.read_text())
+        data["run"] = {"date": date}
+        path.write_text(json.dumps(data))
+    out = tmp_path / "c.json"
+    res = CliRunner().invoke(compare_command, [str(tmp_path / "runs"), "--json", str(out), "--n-boot", "200"])
+    assert res.exit_code == 0, res.output
+    assert "in the order they were run: zeta, alpha" in res.output
+    comp = json.loads(out.read_text())
+    assert [r["label"] for r in comp["runs"]] == ["zeta", "alpha"]
+    (row,) = [r for r in comp["pairs"] if r["subset"] == "all" and r["metric"] == "text"]
+    assert (row["a"], row["b"]) == ("zeta", "alpha") and row["diff"] == pytest.approx(-8 / 20)
