@@ -139,7 +139,17 @@ def _group_label(group: dict[str, Any]) -> str:
     return f"{text}\nn={group['n']}"
 
 
-def _bars(ax, groups, labels, names, values_of, p_of, fs: float, colors, rotate: bool) -> None:
+def label_mode(panel_width_in: float, n_groups: int, n_models: int, fs: float, at_least: int = 3) -> str:
+    """How value labels fit over bars: ``flat`` when "100.0" is narrower than a bar's slot, ``rotated``
+    when a rotated one (its line height) still fits, else ``none`` (the axis gives the values; the stars
+    stay)."""
+    slot_in = panel_width_in / max(n_groups, at_least) * min(0.8 / n_models, 0.34)
+    if 5 * 0.55 * (fs - 1.5) / 72 <= slot_in:
+        return "flat"
+    return "rotated" if 1.15 * (fs - 1.5) / 72 <= slot_in else "none"
+
+
+def _bars(ax, groups, labels, names, values_of, p_of, fs: float, colors, mode: str) -> None:
     """One group of bars per entry of ``groups``; ``values_of(group, label)`` → {value, ci95}."""
     import numpy as np
 
@@ -157,9 +167,14 @@ def _bars(ax, groups, labels, names, values_of, p_of, fs: float, colors, rotate:
                linewidth=0.4, error_kw={"elinewidth": 0.7, "ecolor": "#222", "capsize": 1.5}, zorder=2)
         for g, px, v, top in zip(groups, pos, vals, hi):
             mark = stars(p_of(g, label)) if k > 0 else ""
-            text = (f"{v:.1f} {mark}".rstrip() if rotate else (f"{mark}\n{v:.1f}" if mark else f"{v:.1f}"))
-            ax.text(px, top + (2.0 if rotate else 1.0), text, ha="center", va="bottom", fontsize=fs - 1.5, color="#222",
-                    rotation=90 if rotate else 0, linespacing=0.9)
+            rotate = mode == "rotated"
+            if mode == "none":
+                text = mark
+            else:
+                text = (f"{v:.1f} {mark}".rstrip() if rotate else (f"{mark}\n{v:.1f}" if mark else f"{v:.1f}"))
+            if text:
+                ax.text(px, top + (2.0 if rotate else 1.0), text, ha="center", va="bottom", fontsize=fs - 1.5,
+                        color="#222", rotation=90 if rotate else 0, linespacing=0.9)
 
 
 def write_plot(path: str | Path, comp: dict[str, Any], by: Sequence[str] | None = None, size: str = "page") -> None:
@@ -196,16 +211,21 @@ def write_plot(path: str | Path, comp: dict[str, Any], by: Sequence[str] | None 
     if classification and per_class:
         panels.append(("per_class", None))
     panel_w = width_in
-    # value labels side by side would overlap when a bar's slot is narrower than "100.0" (rotate them)
-    n_x = max(len(groups) * (len(metrics) if classification else 1), len(per_class) if classification else 0, 3)
-    slot_in = (panel_w - 0.9) / n_x * min(0.8 / len(labels), 0.34)
-    rotate = 5 * 0.55 * (fs - 1.5) / 72 > slot_in
+    n_overall = len(groups) * (len(metrics) if classification else 1)
     plt.rcParams.update({"font.size": fs, "axes.titlesize": fs, "axes.labelsize": fs, "xtick.labelsize": fs - 1,
                          "ytick.labelsize": fs - 1, "legend.fontsize": fs, "pdf.fonttype": 42, "svg.fonttype": "none"})
     extra_rows = max((len(g["aliases"]) for g in groups), default=0)
-    rows = len(panels)
+    # classification with a small overall panel (all, and a few tags): overall and per class side by side,
+    # each as wide as its groups need, instead of one wide panel holding a single pair of bars
+    side = classification and len(panels) == 2 and n_overall <= 3
+    rows = 1 if side else len(panels)
     fig_h = panel_h * rows + 0.6 + 0.12 * fs / 8 * extra_rows * rows
-    fig, axes = plt.subplots(rows, 1, figsize=(width_in, fig_h), squeeze=False)
+    if side:
+        fig, grid = plt.subplots(1, 2, figsize=(width_in, fig_h + 0.3), sharey=True, squeeze=False,
+                                 gridspec_kw={"width_ratios": [n_overall + 1.2, len(per_class)]})
+        axes = grid.reshape(-1, 1)
+    else:
+        fig, axes = plt.subplots(rows, 1, figsize=(width_in, fig_h), squeeze=False)
     colors = PALETTE if len(labels) <= len(PALETTE) else plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (kind, metric) in zip(axes[:, 0], panels):
         if kind == "metric":
@@ -220,7 +240,9 @@ def write_plot(path: str | Path, comp: dict[str, Any], by: Sequence[str] | None 
             def p_of(g, label):
                 return p_values.get((g["subset"], g["metric"], label))
 
-            _bars(ax, shown, labels, names, values_of, p_of, fs, colors, rotate)
+            width = (panel_w - 0.9) * ((n_overall + 1.2) / (n_overall + 1.2 + len(per_class)) if side else 1)
+            mode = label_mode(width, len(shown), len(labels), fs, at_least=1 if side else 3)
+            _bars(ax, shown, labels, names, values_of, p_of, fs, colors, mode)
             ticks = []
             for g in shown:
                 tick = _group_label(g)
@@ -253,25 +275,40 @@ def write_plot(path: str | Path, comp: dict[str, Any], by: Sequence[str] | None 
             def p_of(g, label):
                 return g["mcnemar_p_vs_first"].get(label)
 
-            _bars(ax, per_class, labels, names, values_of, p_of, fs, colors, rotate)
+            width = (panel_w - 0.9) * (len(per_class) / (n_overall + 1.2 + len(per_class)) if side else 1)
+            mode = label_mode(width, len(per_class), len(labels), fs)
+            _bars(ax, per_class, labels, names, values_of, p_of, fs, colors, mode)
             ax.set_xticks(np.arange(len(per_class)))
-            ax.set_xticklabels([f"{c['name']}\nn={c['n']}" for c in per_class])
-            ax.set_ylabel("per-class accuracy (%)")
+            sizes = {c["n"] for c in per_class}
+            if len(sizes) == 1:  # the same n for every class: said once
+                ax.set_xticklabels([c["name"] for c in per_class])
+                ax.set_xlabel(f"true class (n = {sizes.pop()} each)")
+            else:
+                ax.set_xticklabels([f"{c['name']}\nn={c['n']}" for c in per_class])
+                ax.set_xlabel("true class")
+            if side:
+                ax.set_title("per class", fontsize=fs, loc="left")
+            else:
+                ax.set_ylabel("per-class accuracy (%)")
             chance = chance_level(comp, "accuracy")
             n_x = len(per_class)
         if chance is not None:
             ax.axhline(100 * chance, color="#555", linestyle="--", linewidth=0.8, zorder=1)
-            ax.text(1.0, 100 * chance, f" chance\n {100 * chance:.1f}", transform=blended_transform_factory(
-                ax.transAxes, ax.transData), va="center", ha="left", fontsize=fs - 1.5, color="#555")
-        ax.set_ylim(0, 118 if not rotate else 128)
-        pad = max(0.0, (3 - n_x) / 2)  # one or two groups: narrower bars, not a wall of colour
+            if not side or kind == "per_class":  # side by side: the label once, right of the last panel
+                ax.text(1.0, 100 * chance, f" chance\n {100 * chance:.1f}", transform=blended_transform_factory(
+                    ax.transAxes, ax.transData), va="center", ha="left", fontsize=fs - 1.5, color="#555")
+        ax.set_ylim(0, 128 if mode == "rotated" else 118)
+        pad = 0.0 if side else max(0.0, (3 - n_x) / 2)  # one or two groups: narrower bars, not a wall of colour
         ax.set_xlim(-0.6 - pad, n_x - 0.4 + pad)
         ax.set_yticks([0, 25, 50, 75, 100])
         ax.grid(axis="y", alpha=0.3, zorder=0, linewidth=0.5)
         ax.spines[["top", "right"]].set_visible(False)
         ax.tick_params(axis="x", length=0)
     title = f"{comp['task']}: {comp['n_shared']} shared examples"
-    axes[0, 0].set_title(title, fontsize=fs, loc="left")
+    if side:
+        fig.suptitle(title, fontsize=fs, x=0.02, ha="left")
+    else:
+        axes[0, 0].set_title(title, fontsize=fs, loc="left")
     handles, legend_names = axes[0, 0].get_legend_handles_labels()
     test = "exact McNemar" if comp["metric"] == "winoground" or classification else "paired test"
     note = (f"bars: 95 % intervals (Wilson); * p < 0.05, ** p < 0.01, *** p < 0.001: {test} against "
