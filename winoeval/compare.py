@@ -194,7 +194,8 @@ def _compare_runs(runs, *, labels, pairs, strict, n_boot, seed, data_dir, no_ima
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fit/held-out split.")
 @click.option("--bins", "n_bins", default=N_BINS, show_default=True, type=int, help="ECE bins (equal width).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the reports as JSON.")
-def calibrate_command(results, fit_fraction, seed, n_bins, json_path) -> None:
+@verbosity_options
+def calibrate_command(results, fit_fraction, seed, n_bins, json_path, quiet) -> None:
     """Fit the softmax temperature τ of classification runs (p = softmax(score/τ)).
 
     RESULTS are results_<stamp>.json files of runs made with --log-samples. Prints τ, and the
@@ -227,3 +228,6 @@ def calibrate_command(results, fit_fraction, seed, n_bins, json_path) -> None:
         payload = [{"model": name, "results": str(path), **rep.to_dict()} for name, path, rep in reports]
         Path(json_path).write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         click.echo(f"wrote {json_path}", err=True)
+    from .verbosity import exit_now
+
+    exit_now(0)
