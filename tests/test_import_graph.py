@@ -13,6 +13,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = {"winoeval": REPO / "winoeval", "winoeval.testing": REPO / "winoeval" / "testing",
+            "winoeval.scoring": REPO / "winoeval" / "scoring",
             "winoeval.plugins": REPO / "plugins", "winoeval.tasks": REPO / "tasks"}
 
 
