@@ -149,6 +149,14 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def device_type(self) -> str:
+        """``cpu``, ``cuda`` or ``mps``: what the run key records (``auto`` resolved on this machine)."""
+        if self.device != "auto":
+            return self.device.split(":")[0]
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
     def torch_device(self):
         import torch
 

@@ -133,14 +133,6 @@ def run_key(config: RunConfig, scorer: ScorerConfig, device_type: str,
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _device_type(config: RunConfig) -> str:
-    if config.device != "auto":
-        return config.device.split(":")[0]
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def resolve_limit(limit: int | float | None, size: int) -> int | None:
     """``--limit``: a count (an integer ≥ 1) or a fraction of the task (a number in (0, 1), rounded up,
     as lm-evaluation-harness does): 0.1 of 500 examples is the first 50."""
@@ -255,7 +247,7 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
     # 2. the run key: what is evaluated, by content
     model_fp = model_fingerprint(prep)
     task_fp = task_fingerprint(config, task)
-    key = run_key(config, prep.scorer, _device_type(config), model_fp, task_fp)
+    key = run_key(config, prep.scorer, config.device_type(), model_fp, task_fp)
     # 3. lock this run's shard of the cache and read what is finished
     cache = ShardedCache(prep.output_dir / CACHE_DIR / key, rank, world)
     prep.created[:0] = cache.created

@@ -12,7 +12,6 @@ knows no concrete model: it talks to the :class:`winoeval.api.Denoiser` protocol
 
 from __future__ import annotations
 
-import math
 import os
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
@@ -21,7 +20,8 @@ from ..errors import BadExampleError
 from .decisions import decide
 from .scheduler import InFlight, stream
 from .plans import SamplePlan, make_plan
-from .result import ScoreResult, check_errors, check_tensor, elementwise_loss
+from .objectives import EpsilonObjective
+from .result import ScoreResult, check_tensor, elementwise_loss
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -53,8 +53,8 @@ class DiffusionScorer:
             import torch
 
             self._predict = torch.compile(model.predict_noise, dynamic=True)
-        self.alphas_cumprod = model.alphas_cumprod.double().cpu()
-        self.num_train_timesteps = len(self.alphas_cumprod)
+        self.objective = EpsilonObjective(model.alphas_cumprod)
+        self.num_train_timesteps = self.objective.num_train_timesteps
         self.forward_rows: list[int] = []  # rows of every model forward (for tests and benchmarks)
 
     # -- encoding, cached per run ------------------------------------------------------------
@@ -87,7 +87,7 @@ class DiffusionScorer:
             return self._shared_plan
         return make_plan(example_id, latent_shape, self.num_train_timesteps, self.config)
 
-    # -- one example: start, advance, finish ---------------------------------------------------
+    # -- one example in -----------------------------------------------------------------------
     def start(self, key, example_id: str, images, texts) -> InFlight:
         """Read and encode an example, draw its plan and start its stopping rule."""
         import torch
@@ -100,69 +100,16 @@ class DiffusionScorer:
         I, K, N = latents.shape[0], len(texts), self.config.max_samples
         plan = self.plan(example_id, latents.shape[1:])
         errs = torch.full((I, K + 1, N), float("nan"), dtype=torch.float64)
-        w = InFlight(key, example_id, texts, latents, conds, plan, errs)
+        w = InFlight(key, example_id, texts, latents, conds, plan, errs, self.normalize)
         w.proc = decide(errs, plan.t, self.config)
-        self.advance(w, None)
+        w.advance(None)
         return w
 
-    def advance(self, w: InFlight, values) -> None:
-        """Store the losses of ``w``'s last jobs, then run its rule until it asks for a non-empty job
-        list or ends (``w.result`` set)."""
-        import torch
-
-        if values is not None and w.jobs:
-            w.errs[w.idx[:, 0], w.idx[:, 1], w.idx[:, 2]] = values.double()
-        while True:
-            try:
-                jobs = next(w.proc)
-            except StopIteration as stop:
-                w.result, w.jobs = self.result(w, stop.value), []
-                return
-            if jobs:
-                w.jobs = jobs
-                w.idx = torch.tensor(jobs, dtype=torch.long).reshape(-1, 3)
-                w.values = torch.empty(len(jobs), dtype=torch.float32)
-                w.filled = 0
-                return
-
-    def result(self, w: InFlight, alive) -> ScoreResult:
-        import torch
-
-        errs = w.errs
-        I, K = errs.shape[0], errs.shape[1] - 1
-        n_used = (~errs[:, :K].isnan()).sum(dim=2)
-        errors = torch.nanmean(errs[:, :K], dim=2)  # the mean over the samples each candidate was given
-        check_errors(w.example_id, errors, alive, w.texts)
-        if self.normalize:
-            uncond = errs[:, K]
-            # the unconditional error over the same samples each candidate used
-            base = torch.stack([torch.stack([uncond[i, : n_used[i, k]].mean() for k in range(K)]) for i in range(I)])
-            scores = -(errors - base)
-        else:
-            scores = -errors.clone()
-        for i in range(I):
-            dead = [k for k in range(K) if k not in alive[i]]
-            scores[i, dead] = -math.inf  # pruned by the scorer's own rule, never by a model's value
-        n_evals = int((~errs.isnan()).sum())
-        return ScoreResult(scores, errors, n_used, n_evals, errs[:, :K], errs[:, K] if self.normalize else None,
-                           w.plan.t)
-
     # -- model forwards over packed rows -----------------------------------------------------
-    def noised(self, z0: "torch.Tensor", t: "torch.Tensor", eps: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
-        """(x_t, target) of rows with clean latents z0, timesteps t and noise ε (ε-prediction:
-        x_t = √ᾱ_t·z0 + √(1−ᾱ_t)·ε, target ε), in float32."""
-        ab = self.alphas_cumprod
-        shape = [-1] + [1] * (z0.dim() - 1)
-        return ab[t].sqrt().float().view(shape) * z0 + (1 - ab[t]).sqrt().float().view(shape) * eps, eps
-
     def forward(self, segments) -> tuple["torch.Tensor", "torch.Tensor"]:
-        """Losses of the rows ``segments`` = [(example in flight, first job, end job)] in one forward,
-        and a per-row flag: True where the model's prediction was finite.
-
-        Each row's x_t is computed from its own example's latent, t and ε exactly as when scored
-        alone; the rows of several examples are concatenated into one batch. A prediction whose shape
-        is not x_t's raises :class:`BadExampleError` (for the batch's first example: the scheduler
-        fails every example of the batch with it)."""
+        """Losses of the rows ``segments`` = [(example in flight, first job, end job)] in one forward, and
+        per row whether the prediction was finite. Each row's x_t comes from its own example's latent, t
+        and ε, exactly as when scored alone. A prediction not of x_t's shape raises BadExampleError."""
         import torch
 
         model = self.model
@@ -171,7 +118,7 @@ class DiffusionScorer:
         for w, lo, hi in segments:
             i, k, j = w.idx[lo:hi].unbind(1)
             t = w.plan.t[j]
-            x_t, target = self.noised(w.latents[i], t, w.plan.noise[j])
+            x_t, target = self.objective.noised(w.latents[i], t, w.plan.noise[j])
             xs.append(x_t)
             ts.append(t)
             cs.append(w.conds[k])
@@ -187,26 +134,9 @@ class DiffusionScorer:
         finite = torch.isfinite(pred.detach().reshape(len(t), -1)).all(dim=1).cpu()
         return elementwise_loss(pred, target.to(device), self.config.loss).cpu(), finite
 
-    def halve_batch(self) -> None:
-        import warnings
-
-        new = max(1, self.batch_size // 2)
-        warnings.warn(f"out of memory at batch size {self.batch_size}; continuing with {new} "
-                      f"(pass --batch-size {new} next time)", RuntimeWarning, stacklevel=3)
-        self.batch_size = new
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except Exception:  # pragma: no cover
-            pass
-
     # -- many examples ------------------------------------------------------------------------
     def score_stream(self, items: Iterable[tuple[Any, str, Any, Sequence[str]]]) -> Iterator[tuple[Any, Any]]:
-        """Score many examples, packing their pending evaluations into full model batches (see
-        :func:`winoeval.scoring.scheduler.stream`). Yields (key, :class:`ScoreResult`) as each example
-        finishes, or (key, exception) when it could not be read or its model outputs failed the checks."""
+        """Many examples, their rows packed into full batches: see :func:`winoeval.scoring.scheduler.stream`."""
         return stream(self, items)
 
     def score(self, example_id: str, images: Sequence[Any], texts: Sequence[str]) -> ScoreResult:

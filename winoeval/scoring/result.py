@@ -122,3 +122,27 @@ def check_errors(example_id: str, errors: "torch.Tensor", alive: Sequence[Sequen
             if not math.isfinite(v):
                 raise BadExampleError(example_id, f"the denoising error of image {i} and text {texts[k]!r} is "
                                                   f"not finite ({v})")
+
+
+def result_from_errors(example_id: str, texts: Sequence[str], errs: "torch.Tensor", alive: Sequence[Sequence[int]],
+                       normalize: bool, t: "torch.Tensor") -> ScoreResult:
+    """An example's scores from its error table ``errs[i, k, j]`` (the last column the unconditional row;
+    NaN where not evaluated) and the candidates its stopping rule kept alive per image."""
+    import torch
+
+    I, K = errs.shape[0], errs.shape[1] - 1
+    n_used = (~errs[:, :K].isnan()).sum(dim=2)
+    errors = torch.nanmean(errs[:, :K], dim=2)  # the mean over the samples each candidate was given
+    check_errors(example_id, errors, alive, texts)
+    if normalize:
+        uncond = errs[:, K]
+        # the unconditional error over the same samples each candidate used
+        base = torch.stack([torch.stack([uncond[i, : n_used[i, k]].mean() for k in range(K)]) for i in range(I)])
+        scores = -(errors - base)
+    else:
+        scores = -errors.clone()
+    for i in range(I):
+        dead = [k for k in range(K) if k not in alive[i]]
+        scores[i, dead] = -math.inf  # pruned by the scorer's own rule, never by a model's value
+    n_evals = int((~errs.isnan()).sum())
+    return ScoreResult(scores, errors, n_used, n_evals, errs[:, :K], errs[:, K] if normalize else None, t)

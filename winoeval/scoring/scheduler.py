@@ -13,6 +13,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from ..errors import BadExampleError
+from .result import result_from_errors
 
 if TYPE_CHECKING:  # pragma: no cover
     from .diffusion import DiffusionScorer
@@ -22,18 +23,40 @@ class InFlight:
     """One example inside the scheduler: its inputs, its (t, ε), its error table, its stopping rule (a
     generator of job lists ``[(image, cond, sample)]``) and the losses of its current jobs."""
 
-    __slots__ = ("key", "example_id", "texts", "latents", "conds", "plan", "errs", "proc", "jobs", "idx", "values",
-                 "filled", "result")
+    __slots__ = ("key", "example_id", "texts", "latents", "conds", "plan", "errs", "normalize", "proc", "jobs", "idx",
+                 "values", "filled", "result")
 
-    def __init__(self, key, example_id, texts, latents, conds, plan, errs):
+    def __init__(self, key, example_id, texts, latents, conds, plan, errs, normalize: bool):
         self.key, self.example_id, self.texts = key, example_id, texts
-        self.latents, self.conds, self.plan, self.errs = latents, conds, plan, errs
+        self.latents, self.conds, self.plan, self.errs, self.normalize = latents, conds, plan, errs, normalize
         self.proc = None
         self.jobs: list = []
         self.idx = None
         self.values = None
         self.filled = 0
         self.result = None
+
+    def advance(self, values) -> None:
+        """Store the losses of the last jobs, then run the stopping rule until it asks for a non-empty job
+        list or ends (``result`` set; a non-finite mean error raises :class:`BadExampleError`)."""
+        import torch
+
+        if values is not None and self.jobs:
+            self.errs[self.idx[:, 0], self.idx[:, 1], self.idx[:, 2]] = values.double()
+        while True:
+            try:
+                jobs = next(self.proc)
+            except StopIteration as stop:
+                self.jobs = []
+                self.result = result_from_errors(self.example_id, self.texts, self.errs, stop.value, self.normalize,
+                                                 self.plan.t)
+                return
+            if jobs:
+                self.jobs = jobs
+                self.idx = torch.tensor(jobs, dtype=torch.long).reshape(-1, 3)
+                self.values = torch.empty(len(jobs), dtype=torch.float32)
+                self.filled = 0
+                return
 
     def stacks_with(self, other: "InFlight") -> bool:
         """Rows of one forward must stack (a model may keep each image's own size)."""
@@ -122,7 +145,7 @@ def stream(scorer: "DiffusionScorer", items: Iterable[tuple[Any, str, Any, Seque
             except Exception as exc:
                 if not _is_out_of_memory(exc) or scorer.batch_size == 1:
                     raise
-                scorer.halve_batch()
+                halve_batch(scorer)
                 continue
             # 3. hand each example its losses; a finished example leaves, a continuing one queues again
             pos = 0
@@ -140,7 +163,7 @@ def stream(scorer: "DiffusionScorer", items: Iterable[tuple[Any, str, Any, Seque
                     continue
                 queue.remove(w)
                 try:
-                    scorer.advance(w, w.values)
+                    w.advance(w.values)
                 except BadExampleError as exc:
                     state["in_flight"] -= 1
                     yield w.key, exc
@@ -151,6 +174,20 @@ def stream(scorer: "DiffusionScorer", items: Iterable[tuple[Any, str, Any, Seque
                 else:
                     queue.append(w)
                     state["pending"] += len(w.jobs)
+
+
+def halve_batch(scorer) -> None:
+    """After a CUDA out-of-memory error: half the batch size for the rest of the run, and say so."""
+    import warnings
+
+    import torch
+
+    new = max(1, scorer.batch_size // 2)
+    warnings.warn(f"out of memory at batch size {scorer.batch_size}; continuing with {new} "
+                  f"(pass --batch-size {new} next time)", RuntimeWarning, stacklevel=3)
+    scorer.batch_size = new
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
