@@ -81,10 +81,10 @@ def prepare(config: RunConfig) -> Prepared:
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--output-path {str(root)!r} is a file; pass a folder (winoeval writes "
                           f"<folder>/<model>/results_<date>.json)")
-    prep = Prepared(config, model_entry, model_arg, task_entry, task_arg, root / safe_name(config.model))
+    task = task_entry.loader(task_arg, config)  # before any folder is made: a data error leaves none behind
+    prep = Prepared(config, model_entry, model_arg, task_entry, task_arg, root / safe_name(config.model), task,
+                    ScorerConfig.resolve(config.scorer_args, task.metric, task.defaults))
     check_output_dir(prep.output_dir, prep.created)
-    prep.task = task_entry.loader(task_arg, config)
-    prep.scorer = ScorerConfig.resolve(config.scorer_args, prep.task.metric, prep.task.defaults)
     return prep
 
 
