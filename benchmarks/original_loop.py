@@ -244,9 +244,12 @@ def render(res: dict[str, Any]) -> str:
             "128); early = `early_stop=True` with the same budget. Interleaved; seconds for all digits.", "",
             md_table(["", "original s", "winoeval s", "winoeval early s", "identical errors", "speed ratio",
                       "end-to-end speed-up with early decision", "early evals/digit", "early verdict = original"],
-                     [["mnist-unet", spread(m["times"]["original"]), spread(m["times"]["winoeval"]),
-                       spread(m["times"]["winoeval_early"]), f"yes (max rel {m['max_rel_diff']:.1g})" if m["identical"]
-                       else "**no**", f"**{m['speed_ratio']:.2f}×**", f"**{m['speedup_early']:.1f}×**",
+                     [["mnist-unet", *(["withdrawn"] * 3 if res.get("withdrawn") else
+                                       [spread(m["times"]["original"]), spread(m["times"]["winoeval"]),
+                                        spread(m["times"]["winoeval_early"])]),
+                       f"yes (max rel {m['max_rel_diff']:.1g})" if m["identical"] else "**no**",
+                       *(["withdrawn"] * 2 if res.get("withdrawn") else
+                         [f"**{m['speed_ratio']:.2f}×**", f"**{m['speedup_early']:.1f}×**"]),
                        f"{m['evals_early']:.0f}", pct(m["early_agreement"], 0)]])]
     for c in res["cases"]:
         lat = f"{c['sample_size']}×{c['sample_size']}"
