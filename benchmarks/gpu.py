@@ -119,12 +119,15 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def reset_peak(device: str) -> None:
+def reset_peak(device: str) -> float | None:
+    """Start a peak-memory window; returns the GiB allocated now (weights and live tensors). No
+    ``empty_cache`` here: it would make the next (timed) allocations slow."""
     if device.startswith("cuda"):
         import torch
 
-        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        return round(torch.cuda.memory_allocated() / 2**30, 3)
+    return None
 
 
 def peak_gib(device: str) -> float | None:
@@ -340,11 +343,12 @@ def section_bare(s: dict, emit) -> dict[str, Any]:
             ts, cs = t.to(dev), c.to(dev, m.dtype)
 
             def call(m=m, xs=xs, ts=ts, cs=cs, dt=dt):
-                reset_peak(dev)
+                before = reset_peak(dev)
                 with torch.inference_mode():
                     m.unet(xs, ts, encoder_hidden_states=cs)
                 p = peak_gib(dev)
-                peaks[dt] = p if peaks.get(dt) is None else max(peaks[dt], p)
+                if p is not None:  # the forward's own peak: above what was allocated before it
+                    peaks[dt] = max(peaks.get(dt) or 0.0, round(p - before, 3))
             variants[dt] = call
         if not variants:
             break
@@ -360,7 +364,10 @@ def section_bare(s: dict, emit) -> dict[str, Any]:
             continue
         for dt, ts_ in times.items():
             data["rows"].append({"batch": b, "dtype": dt, "seconds": ts_, "evals_per_s": round(b / median(ts_), 2),
-                                 "peak_gib": peaks.get(dt)})
+                                 "forward_peak_gib": peaks.get(dt)})
+    if dev.startswith("cuda"):
+        data["weights_gib"] = {dt: round(sum(p.numel() * p.element_size() for mod in (m.unet, m.vae, m.text_encoder)
+                                             for p in mod.parameters()) / 2**30, 3) for dt, m in models.items()}
         emit(data)
     return data
 
@@ -525,6 +532,7 @@ def _transformer_sweep(s: dict, emit, build, inputs, sizes: dict[int, list[int]]
         model = build()
     model = torch.nn.Module.to(model, dtype=torch.bfloat16).eval()
     data: dict[str, Any] = {"model": what, "dtype": "bfloat16", "parameters": sum(p.numel() for p in model.parameters()),
+                            "weights_gib": round(sum(p.numel() * 2 for p in model.parameters()) / 2**30, 3),
                             "build_seconds": round(time.perf_counter() - t0, 1), "rows": []}
     emit(data)
     for side, batches in sizes.items():
@@ -533,10 +541,11 @@ def _transformer_sweep(s: dict, emit, build, inputs, sizes: dict[int, list[int]]
             peak: list = []
 
             def call():
-                reset_peak(dev)
+                before = reset_peak(dev)
                 with torch.inference_mode():
                     model(**kwargs)
-                peak.append(peak_gib(dev))
+                p = peak_gib(dev)
+                peak.append(None if p is None else round(p - before, 3))
             try:
                 times = alternate({"bf16": call}, s["repeats"], dev)["bf16"]
             except Exception as exc:
@@ -753,16 +762,20 @@ def render(res: dict[str, Any]) -> str:
     b = _sec(res, "bare")
     if b:
         rows = [[r["batch"], r.get("dtype", "-"), "OOM" if r.get("oom") else f"{r['evals_per_s']:.1f}",
-                 "-" if r.get("oom") else f"{median(r['seconds']):.4f}", r.get("peak_gib") if r.get("peak_gib") is not None else "n/a"]
+                 "-" if r.get("oom") else f"{median(r['seconds']):.4f}",
+                 r.get("forward_peak_gib") if r.get("forward_peak_gib") is not None else "n/a"]
                 for r in b["rows"]]
-        lines += ["", f"U-Net alone ({b['latent']}×{b['latent']} latents), fp16 and bf16 alternated; median of the timed rounds:", "",
-                  md_table(["batch", "dtype", "evals/s", "s/forward", "peak GiB"], rows)]
+        weights = "; weights resident (U-Net, VAE, text encoder): " + ", ".join(
+            f"{k} {v} GiB" for k, v in b["weights_gib"].items()) if b.get("weights_gib") else ""
+        lines += ["", f"U-Net alone ({b['latent']}×{b['latent']} latents), fp16 and bf16 alternated; median of the timed "
+                      f"rounds; peak = GPU memory a forward allocates above what was allocated before it{weights}:", "",
+                  md_table(["batch", "dtype", "evals/s", "s/forward", "forward peak GiB"], rows)]
     sc = _sec(res, "scorer")
     if sc:
         lines += ["", f"- Scorer, `batch_size=\"auto\"` ({sc['batch_size']}), {sc['examples']} 2×2 normalised examples, "
                       f"N = {sc['N']} ({sc['evals']} evaluations in {sc['forwards']} forwards): {sc['scorer_evals_per_s']:.1f} "
                       f"evals/s vs bare forwards of the same batches {sc['bare_evals_per_s']:.1f} → **{sc['ratio']:.3f}×**; "
-                      f"peak {sc['peak_gib'] if sc['peak_gib'] is not None else 'n/a'} GiB."]
+                      f"peak GPU memory {sc['peak_gib'] if sc['peak_gib'] is not None else 'n/a'} GiB (weights included)."]
     o = _sec(res, "original")
     if o:
         lines.append(f"- Original per-pair loop (VAE, tokenizer, text encoder per pair; 32 timesteps per forward) vs "
@@ -799,8 +812,9 @@ def render(res: dict[str, Any]) -> str:
                            "OOM" if r.get("oom") else f"{r['evals_per_s']:.1f}",
                            r.get("peak_gib") if r.get("peak_gib") is not None else "n/a"])
     if tr:
-        lines += ["", "Transformers, random weights, bf16 (median of the timed rounds):", "",
-                  md_table(["model", "M params", "pixels", "batch", "evals/s", "peak GiB"], tr, align="lrrrrr")]
+        lines += ["", "Transformers, random weights, bf16 (median of the timed rounds; peak = memory a forward allocates "
+                      "above the weights and inputs):", "",
+                  md_table(["model", "M params", "pixels", "batch", "evals/s", "forward peak GiB"], tr, align="lrrrrr")]
     return "\n".join(lines)
 
 

@@ -26,9 +26,8 @@ it; the targets table names each row's section, date and git hash. No CPU figure
 the machine can do (fp32 peak ~156 GFLOP/s on 2 cores; `mnist-unet` costs 0.26 GFLOP per evaluation,
 so nothing under 1.7 ms per evaluation on 2 threads, 3.3 ms on 1): figures that did are marked
 **withdrawn** in their section (and their results file), not silently kept.
-
-**GPU figures: not measured: no GPU lent to this session.**
 """
+NO_GPU = "**GPU figures: not measured yet: no GPU has been lent to a session (section `gpu` says how to run them).**"
 
 
 def _load(name: str) -> dict | None:
@@ -43,7 +42,9 @@ def write_report(names: list[str], extras: list[str] = ()) -> Path:
     benchmarks that have results. A module renders with ``render(data)`` or ``markdown(result)``."""
     results = {n: _load(n) for n in names}
     results.update({n: r for n in extras if (r := _load(n)) is not None})
-    parts = [HEADER]
+    gpu = (results.get("gpu") or {}).get("data") or {}
+    parts = [HEADER, (NO_GPU if "skipped" in gpu or not gpu or gpu.get("dry_run") else
+                      f"**GPU figures: section `gpu`, {gpu.get('device')}, {str(results['gpu'].get('date'))[:10]}.**"), ""]
     targets = []
     for name, res in results.items():
         if res:
