@@ -388,9 +388,9 @@ def section_scorer(s: dict, emit) -> dict[str, Any]:
     dev = s["device"]
     model = load_denoiser(s, "float16")
     exs = _pil_examples(s["scorer_examples"])
-    cfg = ScorerConfig(n_samples=(s["scorer_n"],), batch_size="auto")
+    cfg = ScorerConfig(n_samples=(s["scorer_n"],), batch_size="auto", normalize=True)
     items = [(eid, eid, ims, txt) for eid, ims, txt in exs]
-    probe = DiffusionScorer(model, cfg, normalize=True)
+    probe = DiffusionScorer(model, cfg)
     list(probe.score_stream(items))
     rows = list(probe.forward_rows)
     L, (tok, width) = s["latent"], s["text_states"]
@@ -399,7 +399,7 @@ def section_scorer(s: dict, emit) -> dict[str, Any]:
                torch.randn(r, tok, width, generator=g).to(dev, model.dtype)) for r in rows]
 
     def scorer():
-        out = dict(DiffusionScorer(model, cfg, normalize=True).score_stream(items))
+        out = dict(DiffusionScorer(model, cfg).score_stream(items))
         assert len(out) == len(items)
 
     def bare():
@@ -428,10 +428,10 @@ def section_original(s: dict, emit) -> dict[str, Any]:
     model = load_denoiser(s, "float16")
     exs = _pil_examples(s["original_examples"])
     N = s["original_n"]
-    cfg = ScorerConfig(n_samples=(N,), timesteps="even", batch_size="auto")
+    cfg = ScorerConfig(n_samples=(N,), timesteps="even", batch_size="auto", normalize=False)
 
     def ours():
-        scorer = DiffusionScorer(model, cfg, normalize=False)
+        scorer = DiffusionScorer(model, cfg)
         return {eid: scorer.score(eid, ims, txt) for eid, ims, txt in exs}
 
     ref, mine = original_loop(model, exs, N, cfg), ours()
