@@ -298,19 +298,34 @@ def cli(args: list[str], timeout: float, out: Path) -> dict[str, Any]:
     return rec
 
 
-def cli_ab(s: dict, variants: dict[str, list[str]], emit, data: dict, key: str, repeats: int | None = None) -> dict:
+def cli_ab(s: dict, variants: dict[str, list[str]], emit, repeats: int | None = None,
+           pair: tuple[str, str] | None = None) -> dict[str, Any]:
     """Alternate CLI runs of several variants (fresh output folder each: no resume), ``repeats``
-    (default ``cli_repeats``) rounds; every run recorded as it finishes."""
+    (default ``cli_repeats``) rounds. After every run the summaries (medians over the ok runs) and, for
+    ``pair`` = (reference, other), the verdict agreement, evaluation fraction and run-time ratio are
+    updated and saved: a section cut short keeps them."""
     runs: dict[str, list] = {n: [] for n in variants}
-    data[key] = {"runs": runs}
+    verdicts: dict[str, dict] = {}  # first ok run's verdicts per variant (kept out of the saved data)
+    data: dict[str, Any] = {"ab": {"runs": runs}}
     names = list(variants)
     for r in range(repeats or s["cli_repeats"]):
         for name in names[r % len(names):] + names[:r % len(names)]:
             with tempfile.TemporaryDirectory(dir=work_dir(s)) as out:
                 rec = cli(variants[name], s["cli_timeout"], Path(out))
+            v = rec.pop("verdicts", None)
+            if v is not None and name not in verdicts:
+                verdicts[name] = v
             runs[name].append(rec)
+            data["summary"] = {n: _summary(rs) for n, rs in runs.items()}
+            if pair and all(p in verdicts for p in pair):
+                ref, other = (data["summary"][p] for p in pair)
+                data["agreement"] = _agreement(verdicts[pair[0]], verdicts[pair[1]])
+                if ref.get("evals_per_example") and other.get("evals_per_example") is not None:
+                    data["evals_fraction"] = round(other["evals_per_example"] / ref["evals_per_example"], 4)
+                if ref.get("run_seconds"):
+                    data["time_ratio"] = round(other["run_seconds"] / ref["run_seconds"], 4)
             emit(data)
-    return runs
+    return data
 
 
 # --- sections (each runs in its own subprocess; ``emit(data)`` saves what it has so far) ----------
@@ -452,14 +467,7 @@ def section_sd_plugin(s: dict, emit) -> dict[str, Any]:
     base = ["--model", f"sd:{path}", "--task", "winoground", "--data-dir", str(data_dir), "--limit",
             str(s["sd_limit"]), "--n-samples", str(s["sd_n"]), "--batch-size", "auto", "--device", s["device"]]
     # coverage of what users run (one run each; the timed comparisons are the sections above)
-    return _finish_ab(s, {"auto (float16 on CUDA)": base, "bfloat16": base + ["--dtype", "bfloat16"]}, emit, 1)
-
-
-def _finish_ab(s: dict, variants: dict[str, list[str]], emit, repeats: int | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    runs = cli_ab(s, variants, emit, data, "ab", repeats)
-    data["summary"] = {n: _summary(rs) for n, rs in runs.items()}
-    return data
+    return cli_ab(s, {"auto (float16 on CUDA)": base, "bfloat16": base + ["--dtype", "bfloat16"]}, emit, 1)
 
 
 def _summary(runs: list[dict]) -> dict[str, Any]:
@@ -473,8 +481,8 @@ def _summary(runs: list[dict]) -> dict[str, Any]:
     return out
 
 
-def _agreement(a: dict, b: dict) -> dict[str, Any] | None:
-    va, vb = a.get("verdicts"), b.get("verdicts")
+def _agreement(va: dict, vb: dict) -> dict[str, Any] | None:
+    """Share of examples with the same verdicts (per verdict kind) in two runs over the same examples."""
     if not va or not vb or set(va) != set(vb):
         return None
     first = next(iter(va.values()))
@@ -488,37 +496,15 @@ def section_winodigits(s: dict, emit) -> dict[str, Any]:
             "--batch-size", "auto", "--device", s["device"], "--log-samples"]
     if s["winodigits_limit"]:
         base += ["--limit", str(s["winodigits_limit"])]
-    data = _finish_ab(s, {"full": base, "early": base + ["--early-stop"]}, emit)
-    full = [r for r in data["ab"]["runs"]["full"] if r.get("status") == "ok"]
-    early = [r for r in data["ab"]["runs"]["early"] if r.get("status") == "ok"]
-    if full and early:
-        data["agreement"] = _agreement(full[0], early[0])
-        fe, ee = full[0].get("evals_per_example"), early[0].get("evals_per_example")
-        data["evals_fraction"] = round(ee / fe, 4) if fe and ee is not None else None
-        data["time_ratio"] = round(data["summary"]["early"]["run_seconds"] / data["summary"]["full"]["run_seconds"], 4) \
-            if data["summary"]["full"].get("run_seconds") else None
-    for rs in data["ab"]["runs"].values():
-        for r in rs:
-            r.pop("verdicts", None)  # agreement is kept; 400 verdicts per run are not
-    return data
+    return cli_ab(s, {"full": base, "early": base + ["--early-stop"]}, emit, pair=("full", "early"))
 
 
 def section_mnist(s: dict, emit) -> dict[str, Any]:
     base = ["--model", "mnist-unet", "--task", "mnist", "--limit", str(s["mnist_limit"]), "--batch-size", "auto",
             "--device", s["device"], "--log-samples"]
-    data = _finish_ab(s, {"fixed N = 20": base + ["--n-samples", "20"],
-                          "early, budget 400": base + ["--n-samples", "400", "--early-stop"]}, emit)
-    runs = data["ab"]["runs"]
-    a = [r for r in runs["fixed N = 20"] if r.get("status") == "ok"]
-    b = [r for r in runs["early, budget 400"] if r.get("status") == "ok"]
-    if a and b:
-        data["agreement"] = _agreement(a[0], b[0])
-        sa, sb = data["summary"]["fixed N = 20"], data["summary"]["early, budget 400"]
-        data["time_ratio"] = round(sb["run_seconds"] / sa["run_seconds"], 4) if sa.get("run_seconds") else None
-    for rs in runs.values():
-        for r in rs:
-            r.pop("verdicts", None)
-    return data
+    return cli_ab(s, {"fixed N = 20": base + ["--n-samples", "20"],
+                      "early, budget 400": base + ["--n-samples", "400", "--early-stop"]}, emit,
+                  pair=("fixed N = 20", "early, budget 400"))
 
 
 def _transformer_sweep(s: dict, emit, build, inputs, sizes: dict[int, list[int]], what: str) -> dict[str, Any]:
@@ -682,7 +668,6 @@ def run(quick: bool = False, dry_run: bool = False, save: Callable[[dict], None]
     if not dry_run and not torch.cuda.is_available():
         return {"skipped": "no CUDA device on this machine: prepared, not run (python -m benchmarks --only gpu "
                            "--dry-run runs the same code on the CPU at toy sizes)"}
-    s = settings(dry_run)
     only = only or [n.strip() for n in os.environ.get("WINOEVAL_GPU_SECTIONS", "").split(",") if n.strip()] or None
     unknown = sorted(set(only or ()) - {n for n, _, _ in SECTIONS})
     if unknown:
