@@ -667,7 +667,7 @@ def run(quick: bool = False, dry_run: bool = False, save: Callable[[dict], None]
 
     if not dry_run and not torch.cuda.is_available():
         return {"skipped": "no CUDA device on this machine: prepared, not run (python -m benchmarks --only gpu "
-                           "--dry-run runs the same code on the CPU at toy sizes)"}
+                           "--dry-run runs the same code on the CPU at toy sizes)", "last_dry_run": last_dry_run()}
     only = only or [n.strip() for n in os.environ.get("WINOEVAL_GPU_SECTIONS", "").split(",") if n.strip()] or None
     unknown = sorted(set(only or ()) - {n for n, _, _ in SECTIONS})
     if unknown:
@@ -691,6 +691,18 @@ def run(quick: bool = False, dry_run: bool = False, save: Callable[[dict], None]
             save(res)
     res["targets"] = [] if dry_run else targets(res)
     return res
+
+
+def last_dry_run() -> dict[str, Any] | None:
+    """Summary of this machine's latest ``--dry-run`` results file, if any: when, which code, statuses."""
+    path = WORK / "dry-run" / f"{NAME}.json"
+    try:
+        res = json.loads(path.read_text())
+        return {"date": res["date"], "git": res["git"], "wall_seconds": res["data"].get("wall_seconds"),
+                "load_average_at_start": (res.get("machine") or {}).get("load_average_at_start"),
+                "statuses": {n: r["status"] for n, r in res["data"]["sections"].items()}}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -726,6 +738,15 @@ def _status(rec: dict) -> str:
     return f"**failed** (exit {rec.get('returncode')}): `{last[0][:160]}`"
 
 
+def _dry_summary(d: dict | None) -> str:
+    if not d:
+        return ""
+    ok = sum(st == "ok" for st in d["statuses"].values())
+    bad = ", ".join(f"{n}: {st}" for n, st in d["statuses"].items() if st != "ok")
+    return (f" Latest dry run on this machine: {d['date']}, git {d['git']}, load average {d['load_average_at_start']}: "
+            f"{ok} of {len(d['statuses'])} sections ok{' (' + bad + ')' if bad else ''} in {d['wall_seconds']} s.")
+
+
 def _sec(res, name):
     rec = res["sections"].get(name) or {}
     return rec.get("data") or rec.get("partial")
@@ -736,7 +757,8 @@ def render(res: dict[str, Any]) -> str:
         return ("**Prepared, not run**: no GPU was lent to the session that wrote it. On a CUDA machine: "
                 "`python -m benchmarks --only gpu` (one script, under 8 minutes; sections: " +
                 ", ".join(n for n, _, _ in SECTIONS) + "). Its CPU dry run, `python -m benchmarks --only gpu "
-                "--dry-run`, runs the same code at toy sizes and is a test (tests/test_benchmarks_gpu.py).")
+                "--dry-run`, runs the same code at toy sizes and is a test (tests/test_benchmarks_gpu.py)."
+                + _dry_summary(res.get("last_dry_run")))
     lines = [f"Device: **{res['device']}**, torch {res['torch']}; {'DRY RUN (toy sizes on the CPU): ' if res['dry_run'] else ''}"
              f"sections run in subprocesses, script budget {res['budget_s']} s, {res.get('wall_seconds')} s used.", ""]
     lines.append(md_table(["section", "status"], [[n, _status(r)] for n, r in res["sections"].items()], align="ll"))
@@ -759,7 +781,8 @@ def render(res: dict[str, Any]) -> str:
     if sc:
         lines += ["", f"- Scorer, `batch_size=\"auto\"` ({sc['batch_size']}), {sc['examples']} 2×2 normalised examples, "
                       f"N = {sc['N']} ({sc['evals']} evaluations in {sc['forwards']} forwards): {sc['scorer_evals_per_s']:.1f} "
-                      f"evals/s vs bare forwards of the same batches {sc['bare_evals_per_s']:.1f} → **{sc['ratio']:.3f}×**; "
+                      f"evals/s (VAE-encoding the images and encoding the texts included) vs bare U-Net forwards of the same "
+                      f"batches {sc['bare_evals_per_s']:.1f} → **{sc['ratio']:.3f}×**; "
                       f"peak GPU memory {sc['peak_gib'] if sc['peak_gib'] is not None else 'n/a'} GiB (weights included)."]
     o = _sec(res, "original")
     if o:
