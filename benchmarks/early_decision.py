@@ -256,10 +256,10 @@ def render(res: dict[str, Any]) -> str:
         if k not in m["runs"]:
             continue
         r = m["runs"][k]
+        timed = [f"{r['seconds_per_image']:.2f}", f"{r['ms_per_eval']:.2f}", f"{r['speedup_vs_full']:.1f}×"] \
+            if not res.get("withdrawn") else ["withdrawn"] * 3
         rows.append([label, pct(r["agreement"]), pct(r["accuracy"]), f"{r['evals_per_image']:.0f}",
-                     pct(r["fraction_of_full"], 2), r["max_evals"], f"{r['seconds_per_image']:.2f}",
-                     f"{r['ms_per_eval']:.2f}",
-                     f"{r['speedup_vs_full']:.1f}×"])
+                     pct(r["fraction_of_full"], 2), r["max_evals"], *timed])
     lines.append(md_table(["run", "agreement with full", "accuracy", "evals/image", "of full", "max evals",
                            "s/image", "ms/eval", "speed-up"], rows))
     dis = {k: m["runs"][k]["disagreements"] for k in ("early", "early_iid", "early_stratified") if k in m["runs"] and m["runs"][k]["disagreements"]}
