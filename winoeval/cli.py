@@ -65,7 +65,8 @@ def cli() -> None:
 @click.option("--model", "-m", required=True, help="Model name, e.g. sd2, openclip, mnist-unet, sd:DIR.")
 @click.option("--task", "-t", "tasks", required=True, multiple=True,
               help="Task name, e.g. winoground, winoground:relation, mnist; several: -t a -t b or -t a,b "
-                   "(one model load, one results file).")
+                   "(one model load, one results file); a group: compositional, zeroshot or @FILE (task names, "
+                   "one per line).")
 @click.option("--n-samples", help="Monte-Carlo (t, ε) draws per image–text pair (not examples); a comma list gives "
                                   "pruning stages, e.g. 25,250. [default: 20, or the task's preset]")
 @click.option("--to-keep", help="Candidates kept after each pruning stage, strictly decreasing, e.g. 5,1. "
@@ -129,6 +130,12 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
         raise click.UsageError("give a task with --task/-t")
     if len(set(task_names)) != len(task_names):
         raise click.UsageError(f"a task is given twice in --task ({', '.join(task_names)})")
+    from .groups import GroupError, expand
+
+    try:  # task groups (compositional, zeroshot, @suite.txt) → their tasks, each with its --data-dir
+        task_names, task_groups, group_dirs = expand(task_names, data_dir)
+    except GroupError as exc:
+        raise click.UsageError(str(exc)) from None
 
     scorer_args = {"n_samples": _ints(n_samples, "--n-samples"), "to_keep": _ints(to_keep, "--to-keep"),
                    "early_stop": early_stop, "confidence": confidence, "variance": early_variance, "noise": noise,
@@ -144,7 +151,8 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
                            limit=limit, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
                            skip_bad=skip_bad, model_args=_key_values(model_arg, "--model-arg"),
                            task_args=_key_values(task_arg, "--task-arg"))
-        prepared = [prepare(dataclasses.replace(config, task=t)) for t in task_names]
+        prepared = [prepare(dataclasses.replace(config, task=t, data_dir=group_dirs.get(t, data_dir)))
+                    for t in task_names]
     except (ConfigError, UnknownNameError) as exc:
         raise click.UsageError(str(exc)) from None
     if confidence is not None and not early_stop:
@@ -163,7 +171,7 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
         if num_processes > 1:
             _run_workers(ctx, num_processes, quiet)
         out = run_tasks(config, task_names, progress=not quiet and num_processes == 1, prepared=prepared,
-                        workers_since=workers_since)
+                        workers_since=workers_since, groups=task_groups)
     except BaseException as exc:
         from .runner import remove_if_empty
 
@@ -284,7 +292,8 @@ def list_(show_options) -> None:
         width = max((len(n) for n in entries), default=0)
         for name, entry in sorted(entries.items()):
             shown = f"{name}:…" if entry.takes_argument else name
-            click.echo(f"  {shown:<{width + 2}}  {entry.description}  [{entry.plugin}]{_weights_mark(entry)}")
+            licence = f"  · licence: {entry.extras['licence']}" if entry.extras.get("licence") else ""
+            click.echo(f"  {shown:<{width + 2}}  {entry.description}  [{entry.plugin}]{_weights_mark(entry)}{licence}")
             if show_options:
                 for line in _option_lines(entry, flag, "      "):
                     click.echo(line)
@@ -314,6 +323,9 @@ def info(name) -> None:
         click.echo(f"{entry.name}{':ARGUMENT' if entry.takes_argument else ''}  ({kind}, plugin {entry.plugin})")
         if entry.description:
             click.echo(f"  {entry.description}")
+        for key in ("licence", "citation", "source", "group"):
+            if entry.extras.get(key):
+                click.echo(f"  {key}: {entry.extras[key]}")
         for line in _option_lines(entry, flag, "  "):
             click.echo(line)
 

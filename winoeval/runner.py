@@ -691,7 +691,8 @@ def build_results(config: RunConfig, prep: Prepared, task: TaskData, scorer_cfg:
                   normalize: bool, records: list[dict], *, model_fp: str | None = None,
                   task_fp: dict[str, Any] | None = None, run_info: dict[str, Any] | None = None) -> dict[str, Any]:
     scored = [r for r in records if "skipped" not in r]
-    task_metrics = metrics.compute(task.metric, scored, task.class_names, task.breakdowns)
+    task_metrics = metrics.compute(task.metric, scored, task.class_names, task.breakdowns,
+                                   macro=getattr(task, "macro", None))
     task_metrics["metric"] = task.metric
     skipped = [{"id": r["id"], "reason": r["skipped"]} for r in records if "skipped" in r]
     task_metrics["skipped"] = len(skipped)
@@ -751,15 +752,21 @@ def write_outputs(out: RunOutput, output_dir: Path, config: RunConfig) -> None:
 
 
 def run_tasks(config: RunConfig, tasks: list[str], *, progress: bool = True,
-              prepared: list[Prepared] | None = None, workers_since: float | None = None) -> RunOutput:
+              prepared: list[Prepared] | None = None, workers_since: float | None = None,
+              groups: dict[str, list[str]] | None = None) -> RunOutput:
     """One model on several tasks: the model loads once; one results file whose ``results`` holds every
-    task (lm-evaluation-harness's layout) and ``tasks`` each task's description and fingerprint."""
+    task (lm-evaluation-harness's layout) and ``tasks`` each task's description and fingerprint.
+    ``groups`` (from ``--task GROUP``): {group: its tasks}, summarised under ``groups`` (winoeval.groups)."""
     preps = prepared or [prepare(dataclasses.replace(config, task=t)) for t in tasks]
     slot: dict = {}
     outs = [evaluate(p.config, progress=progress, write=False, prepared=p, model_slot=slot,
                      workers_since=workers_since) for p in preps]
     if len(outs) == 1 or not outs[0].results:  # one task, or a worker process (the parent gathers)
         first = outs[0]
+        if first.results and groups:
+            from .groups import summarize
+
+            first.results["groups"] = summarize(first.results["results"], groups)
         if first.results and len(outs) == 1:
             write_outputs(first, preps[0].output_dir, preps[0].config)
         return first
@@ -769,6 +776,10 @@ def run_tasks(config: RunConfig, tasks: list[str], *, progress: bool = True,
     merged["tasks"] = {t: {**o.results["task"], "run": o.results["run"]} for t, o in zip(tasks, outs)}
     merged["skipped"] = [{**s, "task": t} for t, o in zip(tasks, outs) for s in o.results["skipped"]]
     merged.pop("task", None)
+    if groups:
+        from .groups import summarize
+
+        merged["groups"] = summarize(merged["results"], groups)
     computed, reused = sum(o.computed for o in outs), sum(o.reused for o in outs)
     merged["run"] = {**outs[-1].results["run"], "examples_computed": computed, "examples_reused": reused,
                      "wall_time_s": round(sum(o.results["run"]["wall_time_s"] for o in outs), 3), "run_key": None}
@@ -803,6 +814,10 @@ def markdown_table(results: dict[str, Any]) -> str:
                     continue  # a tag every example has would only repeat `all`
                 for value, s in groups.items():
                     lines.append(row(f"{key}={value}", s))
+        elif m["metric"] == "choice":
+            from .groups import choice_table_lines
+
+            lines += choice_table_lines(model, task_name, m)
         else:
             lines += ["| model | task | n | accuracy | mean per-class | evals/example |",
                       "|---|---|---:|---:|---:|---:|"]
@@ -813,4 +828,8 @@ def markdown_table(results: dict[str, Any]) -> str:
                          f"{_pct(m['mean_per_class_accuracy'])} [{_pct(mlo)}, {_pct(mhi)}] | {evals} |")
         if m.get("skipped"):
             lines.append(f"\n{m['skipped']} example(s) skipped (see 'skipped' in the results file).")
+    if results.get("groups"):
+        from .groups import group_table_lines
+
+        lines += group_table_lines(results)
     return "\n".join(lines)
