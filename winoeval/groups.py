@@ -167,8 +167,10 @@ def overview(per_task: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         pair = next((p for p in comp["pairs"] if p["subset"] == "all" and p["metric"] == metric), None)
         if score is None:
             continue
+        from .plot import chance_level
+
         rows.append({"task": task, "metric": metric, "n": score["n"], "values": score["values"],
-                     "pair": pair, "chance": comp.get("chance")})
+                     "pair": pair, "chance": chance_level(comp, metric)})
     return {"labels": [r["label"] for r in per_task[0][1]["runs"]] if per_task else [], "rows": rows}
 
 
@@ -183,10 +185,11 @@ def overview_markdown(ov: dict[str, Any]) -> str:
         diff = "—" if p.get("diff") is None else f"{100 * p['diff']:+.1f}"
         pval = "—" if p.get("mcnemar_p") is None else f"{p['mcnemar_p']:.3g}"
         lines.append(f"| {r['task']} | {r['metric']} | {r['n']} | " + " | ".join(cells) + f" | {diff} | {pval} |")
+    lines.append("")
     for x in labels:
         vals = [r["values"][x]["value"] for r in ov["rows"] if r["values"][x]["value"] is not None]
         mean = sum(vals) / len(vals) if vals else None
-        lines.append(f"\nmean over the {len(vals)} tasks, {x}: {_pct(mean)}")
+        lines.append(f"mean over the {len(vals)} tasks, {x}: {_pct(mean)}")
     return "\n".join(lines)
 
 
