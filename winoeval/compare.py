@@ -78,8 +78,9 @@ def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, htm
                                           data_dir=data_dir, no_images=no_images, calibrate=calibrate, **outputs)))
     if several:  # runs of several tasks (a task group): every task's headline in one table and one plot
         from .groups import overview, overview_markdown, write_overview_plot
+        from .plot import chance_level
 
-        ov = overview(comps)
+        ov = overview(comps, chance_level)
         click.echo("\n" + overview_markdown(ov))
         if plot_path:
             write_overview_plot(plot_path, ov)

@@ -158,8 +158,9 @@ def choice_table_lines(model: str, task: str, m: dict[str, Any]) -> list[str]:
     return lines
 
 
-def overview(per_task: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """For ``compare`` over several tasks: each task's headline per run and the first pair's paired test."""
+def overview(per_task: list[tuple[str, dict[str, Any]]], chance_level=None) -> dict[str, Any]:
+    """For ``compare`` over several tasks: each task's headline per run and the first pair's paired test.
+    ``chance_level(comp, metric)`` gives each task's chance line (``winoeval.plot.chance_level``)."""
     rows = []
     for task, comp in per_task:
         metric = HEADLINE.get(comp["metric"], "accuracy")
@@ -167,10 +168,8 @@ def overview(per_task: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         pair = next((p for p in comp["pairs"] if p["subset"] == "all" and p["metric"] == metric), None)
         if score is None:
             continue
-        from .plot import chance_level
-
         rows.append({"task": task, "metric": metric, "n": score["n"], "values": score["values"],
-                     "pair": pair, "chance": chance_level(comp, metric)})
+                     "pair": pair, "chance": chance_level(comp, metric) if chance_level else None})
     return {"labels": [r["label"] for r in per_task[0][1]["runs"]] if per_task else [], "rows": rows}
 
 
