@@ -298,6 +298,11 @@ def list_(show_options) -> None:
                 for line in _option_lines(entry, flag, "      "):
                     click.echo(line)
         click.echo()
+    from .groups import builtin_groups
+
+    click.echo("Task groups (--task GROUP, or --task @FILE for your own):")
+    for group, members in builtin_groups().items():
+        click.echo(f"  {group}: {', '.join(members)}")
 
 
 @cli.command()
