@@ -170,7 +170,10 @@ def _vg(subset: str, root, config):
     rows = []
     for n, item in enumerate(data):
         where, task = f"{path.name} item {n}", f"aro:{subset}"
-        get = lambda key: _local.field(item, key, where, task)  # noqa: E731
+
+        def get(key, item=item, where=where, task=task):
+            return _local.field(item, key, where, task)
+
         crop = tuple(float(get(k)) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h"))
         if relation:
             group = {"relation": str(get("relation_name"))}

@@ -95,7 +95,7 @@ def load(argument: str | None, config: Any):
         piece, names, folder = INSTRUMENTS[name]
         path = _local.find_file(root, list(names), f"valse:{name}", f"{REPO}/blob/main/data/{names[0]}")
         images = _local.need_folder(root, folder, f"valse:{name}", "download the images of the source dataset "
-                                                                   f"(the JSON's 'dataset' field) into it")
+                                                                   "(the JSON's 'dataset' field) into it")
         files.append(path)
         data = _local.read_json(path, "valse")
         if not isinstance(data, dict):
