@@ -103,3 +103,20 @@ def test_a_missing_local_copy_exits_like_the_hub_error(tmp_path, cli_env):
                cli_env, tmp_path)
     assert res.returncode == 1
     assert f"{tmp_path}/replace_obj.json is missing; download https://github.com/RAIVNLab/sugar-crepe" in res.stderr
+
+
+def test_list_shows_every_benchmark_task_with_its_licence_and_the_groups():
+    from click.testing import CliRunner
+
+    from winoeval.cli import cli
+
+    res = CliRunner().invoke(cli, ["list"])
+    assert res.exit_code == 0, res.output
+    lines = {line.split()[0]: line for line in res.output.splitlines() if line.startswith("  ")}
+    for task in ("sugarcrepe:…", "aro:…", "valse:…", "eqben", "winoground:…", "food101", "cifar100", "aircraft",
+                 "flowers102", "stl10", "pets", "cifar10", "mnist:…"):
+        assert "· licence: " in lines[task], task
+    assert "MIT" in lines["sugarcrepe:…"] and "CC BY-SA 4.0" in lines["pets"]
+    assert "  compositional: aro:vg-relation, aro:vg-attribution, eqben, sugarcrepe, valse, winoground" in res.output
+    info = CliRunner().invoke(cli, ["info", "valse"])
+    assert "citation: Parcalabescu" in info.output and "source: https://github.com/Heidelberg-NLP/VALSE" in info.output
