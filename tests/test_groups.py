@@ -84,9 +84,12 @@ def test_compositional_group_on_fixtures_then_compare_two_runs(tmp_path, cli_env
     heads = [summary["headline"][t]["value"] for t in summary["tasks"]]
     assert summary["mean"] == pytest.approx(sum(heads) / 6) and summary["n"] == 61
     assert data["tasks"]["sugarcrepe"]["fingerprint"]["data_dir"]  # each task read its own folder
+    assert data["tasks"]["sugarcrepe"]["data_dir"] == str(root / "sugarcrepe") and data["config"]["data_dir"] == str(root)
     res = _run(["compare", str(runs[0]), str(runs[1]), "--label", "A", "--label", "B", "--plot",
-                str(tmp_path / "cmp.png")], env, tmp_path)
+                str(tmp_path / "cmp.png"), "--html", str(tmp_path / "cmp.html")], env, tmp_path)
     assert res.returncode == 0, res.stderr
+    assert "no image" not in res.stderr  # the HTML report found every task's images in its own folder
+    assert "replace_obj negative 0" in (tmp_path / "cmp_sugarcrepe.html").read_text()
     assert "# all tasks: headline per task" in res.stdout
     rows = [line for line in res.stdout.splitlines() if line.startswith("| valse | accuracy | 13 |")]
     assert len(rows) == 1 and rows[0].endswith("| +0.0 | 1 |")  # the same model twice: no difference

@@ -774,6 +774,11 @@ def run_tasks(config: RunConfig, tasks: list[str], *, progress: bool = True,
     merged["config"] = {**merged["config"], "task": ",".join(tasks)}
     merged["results"] = {t: o.results["results"][t] for t, o in zip(tasks, outs)}
     merged["tasks"] = {t: {**o.results["task"], "run": o.results["run"]} for t, o in zip(tasks, outs)}
+    dirs = {t: o.results["config"].get("data_dir") for t, o in zip(tasks, outs)}
+    if len(set(dirs.values())) > 1:  # a task group: one --data-dir folder per dataset, kept per task
+        for t in tasks:
+            merged["tasks"][t]["data_dir"] = dirs[t]
+        merged["config"]["data_dir"] = os.path.abspath(os.path.expanduser(config.data_dir)) if config.data_dir else None
     merged["skipped"] = [{**s, "task": t} for t, o in zip(tasks, outs) for s in o.results["skipped"]]
     merged.pop("task", None)
     if groups:
