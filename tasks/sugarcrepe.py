@@ -14,6 +14,8 @@ http://images.cocodataset.org/zips/val2017.zip there, or make it a symlink to an
 Usage: ``sugarcrepe`` (every pair, results broken down by subset) or one or more subsets,
 ``sugarcrepe:swap-att``, ``sugarcrepe:replace-obj,replace-att`` (``_`` or ``-``).
 
+Results are broken down by subset and by kind (replace, swap, add), as the paper's tables group them.
+
 Metric ``choice``: texts = [caption, negative caption], label 0; correct when the caption scores
 strictly higher (the original ``main_eval.py`` counts a tie as wrong too). Per-subset accuracy is what
 the paper's tables report; the diffusion scorer shares (t, ε) between the two captions of an image.
@@ -66,9 +68,10 @@ def load(argument: str | None, config: Any):
     def examples() -> Iterator[Example]:
         for eid, subset, filename, caption, negative in rows:
             yield Example(id=eid, images=_local.lazy_images(images, [filename], ["image"]), texts=[caption, negative],
-                          label=0, meta={"subset": subset, "filename": filename})
+                          label=0, meta={"subset": subset, "kind": subset.split("-")[0], "filename": filename})
 
-    return TaskData(name="sugarcrepe", metric="choice", examples=examples, size=len(rows), breakdowns=["subset"],
+    return TaskData(name="sugarcrepe", metric="choice", examples=examples, size=len(rows),
+                    breakdowns=["subset", "kind"],
                     fingerprint=_local.fingerprint(*files.values()))
 
 

@@ -25,13 +25,13 @@ def data(tmp_path_factory):
 def test_every_subset_file_is_read_in_order(data):
     root, entries = data
     task = load("sugarcrepe", root)
-    assert (task.name, task.metric, task.size, task.breakdowns) == ("sugarcrepe", "choice", 14, ["subset"])
+    assert (task.name, task.metric, task.size, task.breakdowns) == ("sugarcrepe", "choice", 14, ["subset", "kind"])
     examples = list(task.examples())
     assert [e.id for e in examples[:3]] == ["replace-obj/0", "replace-obj/1", "replace-att/0"]
     first = examples[0]
     item = entries["replace_obj"]["0"]
     assert first.texts == [item["caption"], item["negative_caption"]] and first.label == 0
-    assert first.meta == {"subset": "replace-obj", "filename": item["filename"]}
+    assert first.meta == {"subset": "replace-obj", "kind": "replace", "filename": item["filename"]}
     (image,) = first.images()
     assert image.size == (16, 12)
     assert {e.meta["subset"] for e in examples} == {s.replace("_", "-") for s in SUGARCREPE_FILES}
