@@ -190,8 +190,8 @@ def run(quick: bool = False) -> dict[str, Any]:
                        "max_rel_error_diff": max_rel, "examples": len(ex2), "N": N}
 
     # early decision on 2×2 examples (normalised), budget N
-    early = DiffusionScorer(model, ScorerConfig(n_samples=(N,), early_stop=True, batch_size=best), normalize=True)
-    full = DiffusionScorer(model, ScorerConfig(n_samples=(N,), batch_size=best), normalize=True)
+    early = DiffusionScorer(model, ScorerConfig(n_samples=(N,), early_stop=True, batch_size=best, normalize=True))
+    full = DiffusionScorer(model, ScorerConfig(n_samples=(N,), batch_size=best, normalize=True))
     times = {}
     outs = {}
     for name, s in (("full", full), ("early", early)):

@@ -12,6 +12,8 @@ then the two are timed, interleaved, on the same examples. End to end, winoeval 
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any
 
 from .common import interleaved, load_sd, log, md_table, med, pct, quiet_libraries, spread, tiny_sd
@@ -143,7 +145,7 @@ def measure_mnist(n_digits: int, repeats: int) -> dict[str, Any]:
 def winoeval_loop(model, exs, cfg, normalize: bool = False) -> dict[str, Any]:
     from winoeval.scoring import DiffusionScorer
 
-    scorer = DiffusionScorer(model, cfg, normalize=normalize)  # fresh: no text cache carried across runs
+    scorer = DiffusionScorer(model, dataclasses.replace(cfg, normalize=normalize))  # fresh: no text cache carried across runs
     return {eid: scorer.score(eid, images, captions) for eid, images, captions in exs}
 
 

@@ -17,6 +17,12 @@ randomness): scores are reproducible from (seed, example id), and a resumed run 
 
 **Ties.** Scores are compared strictly (``>``): a tie counts as wrong, for Winoground text, image
 and group scores and for classification (a tie for the best score is an error).
+
+**Values.** Every tensor a plugin returns is checked in one place (``winoeval.scoring.result``): the
+documented shape, and finite values — NaN, +inf and −inf are never legal (a matcher's −inf is not a
+pruned candidate: only the scorer prunes). A value that breaks this is a ``BadExampleError`` naming the
+example and the pair; ``--skip-bad`` skips and counts such examples. ``encode_texts`` output is opaque
+to the scorer: only its number of rows is checked.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, htm
 
 def _per_task(path: str, task: str) -> str:
     """``cmp.html`` → ``cmp_<task>.html`` (the task's name as a file name)."""
-    from .runner import safe_name
+    from .results import safe_name
 
     p = Path(path)
     return str(p.with_name(f"{p.stem}_{safe_name(task)}{p.suffix}"))

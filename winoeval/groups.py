@@ -28,8 +28,11 @@ from typing import Any
 HEADLINE = {"choice": "accuracy", "classification": "accuracy", "winoground": "text"}
 
 
-class GroupError(ValueError):
-    """A bad group name or group file (a usage error)."""
+from .errors import UsageError
+
+
+class GroupError(UsageError, ValueError):
+    """A bad group file (a usage error: exit status 2)."""
 
 
 def builtin_groups() -> dict[str, list[str]]:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
+from .errors import UnknownNameError  # noqa: F401  (public here too)
 
 DEFAULT_PLUGINS = (
     "winoeval.plugins.analytic",
@@ -43,10 +44,6 @@ KNOWN_EXTRAS = {"train", "weights",  # register() keywords kept in Entry.extras
 
 class PluginLoadWarning(UserWarning):
     """A plugin could not be loaded; the others still work."""
-
-
-class UnknownNameError(LookupError):
-    """A model or task name that no plugin registered."""
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from ..runner import resolve_images
+from ..records import resolve_images
 
 MODEL_RULES = {
     "load": "the loader returns a model",
