@@ -139,6 +139,7 @@ LAYERS = {
         "winoeval.testing.point_mass"],
     1: ["winoeval.config", "winoeval.storage", "winoeval.localdata", "winoeval.hub", "winoeval.training"],
     2: ["winoeval.registry", "winoeval.scoring", "winoeval.records", "winoeval.results", "winoeval.distributed",
+        "winoeval.groups",
         "winoeval.calibration", "winoeval.plugins", "winoeval.tasks", "winoeval.testing.data"],
     3: ["winoeval.runner", "winoeval.comparison"],
     4: ["winoeval.report", "winoeval.plot", "winoeval.html_report"],
