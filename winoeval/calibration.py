@@ -25,15 +25,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+from .errors import CalibrationError  # noqa: F401  (public here too)
+
 N_BINS = 15
 # The least data a fit is presented on: this many examples in each part. A fit also needs misclassified
 # examples in its part (otherwise the NLL falls for ever as τ → 0): at 98 % accuracy that takes ~50 fitting
 # examples for one error on average, and a stable τ several errors, so a few hundred examples in all.
 MIN_PART = 20
-
-
-class CalibrationError(ValueError):
-    """A run that cannot be calibrated (not classification, too few examples, ...)."""
 
 
 def score_matrix(records: Sequence[dict]):

@@ -25,6 +25,8 @@ from .results import BINARY, CLASSIFICATION_METRICS, WINOGROUND_METRICS, Run, Sh
 
 
 def metric_names(metric: str) -> tuple[str, ...]:
+    if metric == "choice":  # K captions of each image's own: no classes, so no mean per-class accuracy
+        return CLASSIFICATION_METRICS[:1]
     return WINOGROUND_METRICS if metric == "winoground" else CLASSIFICATION_METRICS
 
 
@@ -256,4 +258,6 @@ def build_comparison(runs: Sequence[Run], shared: Shared, pairs: str = "first", 
         "scores": scores, "pairs": pair_rows,
         "per_class": (per_class(runs, shared.ids, runs[0].results.get("task", {}).get("class_names"))
                       if metric == "classification" and shared.ids else None),
+        "chance": (sum(1 / len(runs[0].records[i]["scores"][0]) for i in shared.ids) / len(shared.ids)
+                   if metric == "choice" and shared.ids else None),
     }

@@ -64,6 +64,8 @@ def short_labels(labels: Sequence[str]) -> dict[str, str]:
 def chance_level(comp: dict[str, Any], metric: str) -> float | None:
     if comp["metric"] == "winoground":
         return WINOGROUND_CHANCE.get(metric)
+    if comp.get("chance") is not None:  # choice: the mean of 1/K over the examples
+        return comp["chance"]
     k = comp.get("n_classes")
     return 1.0 / k if k else None
 
@@ -310,7 +312,7 @@ def write_plot(path: str | Path, comp: dict[str, Any], by: Sequence[str] | None 
     else:
         axes[0, 0].set_title(title, fontsize=fs, loc="left")
     handles, legend_names = axes[0, 0].get_legend_handles_labels()
-    test = "exact McNemar" if comp["metric"] == "winoground" or classification else "paired test"
+    test = "exact McNemar"
     note = (f"bars: 95 % intervals (Wilson); * p < 0.05, ** p < 0.01, *** p < 0.001: {test} against "
             f"{names[first]} on the same examples, per group, uncorrected")
     if len(labels) < 2:
