@@ -166,7 +166,9 @@ def subsets(runs: Sequence[Run], ids: Sequence[str]) -> list[tuple[str, list[str
     keys: list[str] = []
     for run in runs:
         keys += [k for k in run.breakdowns if k not in keys]
-    declared = first.results.get("task", {}).get("breakdowns") or []  # the task's own order, when recorded
+    # the results file keeps its breakdowns in sorted order: Winoground's own breakdown first, then the rest
+    # (a results file that records the task's order, as task.breakdowns, is followed exactly)
+    declared = first.results.get("task", {}).get("breakdowns") or ["collapsed_tag"]
     keys.sort(key=lambda k: declared.index(k) if k in declared else len(declared))
     records = [first.records[i] for i in ids]
     out = [("all", list(ids))]

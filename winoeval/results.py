@@ -361,8 +361,7 @@ def build_results(config, scorer, task, records: list[dict], *, model_plugin: st
         "config": cfg,
         "model": {"name": config.model, "plugin": model_plugin, "fingerprint": model_fp},
         "task": {"name": config.task, "dataset": task.name, "plugin": task_plugin, "size": task.size,
-                 "examples": len(records), "class_names": task.class_names, "fingerprint": task_fp or {},
-                 "breakdowns": list(task.breakdowns or [])},  # the task's order (the "by" keys get sorted)
+                 "examples": len(records), "class_names": task.class_names, "fingerprint": task_fp or {}},
         "results": {config.task: task_metrics},
         "skipped": skipped,
         "run": run_info or {},

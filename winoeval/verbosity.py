@@ -10,8 +10,9 @@ The libraries read their settings from environment variables when they are impor
 setters for any that are already imported. Only the standard library is imported here.
 
 :func:`status` prints one line on stderr when a phase that can take more than a couple of seconds
-starts (loading a model, building a dataset, rendering a plot, sampling), and a second one with the
-elapsed time when it took longer than :data:`SLOW_S`, so no minute passes in silence.
+(loading a model, building a dataset, rendering a plot, sampling) has lasted :data:`DELAY_S` (a fast
+phase stays silent), and a second one with the elapsed time when it took longer than :data:`SLOW_S`, so
+no minute passes in silence.
 
 :func:`exit_now` ends the process once its outputs are written and closed, skipping the interpreter's
 teardown of torch and friends (which took 9–30 s on a loaded machine). It acts only in the real
@@ -29,6 +30,7 @@ from typing import Iterator
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 SLOW_S = 2.0  # a phase that took longer than this says how long it took
+DELAY_S = 0.5  # a phase says it started only once it has lasted this long (fast phases stay silent)
 
 _level = NORMAL
 _fast_exit = False
@@ -102,12 +104,31 @@ def echo(message: str) -> None:
 
 @contextlib.contextmanager
 def status(what: str, done: str | None = None) -> Iterator[None]:
-    """``what …`` when the phase starts; ``done (12.3 s)`` after it when it took over :data:`SLOW_S`."""
-    echo(f"{what} …")
+    """``what …`` once the phase has lasted :data:`DELAY_S` (a fast phase prints nothing; ``-v``: at once),
+    and ``done (12.3 s)`` after it when it took over :data:`SLOW_S`."""
+    import threading
+
     start = time.perf_counter()
-    yield
+    said = threading.Event()
+
+    def announce() -> None:
+        said.set()
+        echo(f"{what} …")
+
+    timer = None
+    if _level >= VERBOSE or DELAY_S <= 0:
+        announce()
+    elif _level > QUIET:
+        timer = threading.Timer(DELAY_S, announce)
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
     elapsed = time.perf_counter() - start
-    if elapsed > SLOW_S or _level >= VERBOSE:
+    if said.is_set() and (elapsed > SLOW_S or _level >= VERBOSE):
         echo(f"{done or what + ': done'} ({elapsed:.1f} s)")
 
 
