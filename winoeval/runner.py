@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 from . import __version__, distributed, registry
 from .api import Example, TaskData
 from .config import RunConfig, ScorerConfig, check_device
-from .errors import ConfigError, UserError
+from .errors import BadExampleError, ConfigError, UserError
 from .records import score_records
 from .results import build_results, safe_name, write_outputs
 from .storage import ShardedCache, check_output_dir, remove_created, remove_stale_tmp
@@ -168,19 +168,18 @@ def scan_ids(task: TaskData, limit: int | None) -> list[str]:
     return order
 
 
-def check_vocabulary(model: Any, task: TaskData, config: RunConfig) -> None:
+def check_vocabulary(model: Any, task: TaskData, config: RunConfig, captions: bool = False) -> None:
     """A model that cannot read a classification task's texts (mnist-unet on colour names) is a
-    mismatch of model and task, not a bad example: one error before anything is scored."""
+    mismatch of model and task, not a bad example: one error before anything is scored.
+
+    ``captions``: for a task without fixed texts (Winoground captions), try its first example's texts.
+    Called only once the first example has failed (encoding texts ahead would warm a model's text cache
+    in another batch composition), so that a model that cannot read the task at all stops with this
+    error instead of suggesting --skip-bad, which would skip every example."""
     encode = getattr(model, "encode_texts", None)
     if not callable(encode):
         return
-    # a task without fixed texts (Winoground captions): its first example's, so that a denoiser that cannot
-    # read the task at all stops here instead of suggesting --skip-bad, which would skip every example.
-    # Not for matchers: they read any text, and encoding texts ahead would warm their text cache in another
-    # batch composition (scores move in the 7th digit, and runs stop being byte-identical to earlier ones)
-    if not task.texts and getattr(model, "kind", None) == "matcher":
-        return
-    texts = list(task.texts or next((list(e.texts) for e in iter_examples(task, 1)), []))
+    texts = list(task.texts or (next((list(e.texts) for e in iter_examples(task, 1)), []) if captions else []))
     if not texts:
         return
     try:
@@ -228,11 +227,16 @@ def _score_shard(prep: Prepared, cache: ShardedCache, done: dict[str, dict], min
                 yield example
 
         # the scorer keeps several examples in flight and packs their evaluations into full batches
-        for record in score_records(scorer, task, todo_examples(), config.skip_bad):
-            cache.own.append(record)
-            done[record["id"]] = record
-            counts["computed"] += 1
-            bar.update(1)
+        try:
+            for record in score_records(scorer, task, todo_examples(), config.skip_bad):
+                cache.own.append(record)
+                done[record["id"]] = record
+                counts["computed"] += 1
+                bar.update(1)
+        except BadExampleError:
+            if counts["computed"] == 0:  # the very first example failed: can the model read this task at all?
+                check_vocabulary(slot["model"], task, config, captions=True)
+            raise
     return counts["computed"], counts["reused"]
 
 
