@@ -228,6 +228,7 @@ def write_plot(path: str | Path, comp: dict[str, Any], by: Sequence[str] | None 
         axes = grid.reshape(-1, 1)
     else:
         fig, axes = plt.subplots(rows, 1, figsize=(width_in, fig_h), squeeze=False)
+    tops: list[int] = []
     colors = PALETTE if len(labels) <= len(PALETTE) else plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (kind, metric) in zip(axes[:, 0], panels):
         if kind == "metric":
@@ -282,12 +283,13 @@ def write_plot(path: str | Path, comp: dict[str, Any], by: Sequence[str] | None 
             _bars(ax, per_class, labels, names, values_of, p_of, fs, colors, mode)
             ax.set_xticks(np.arange(len(per_class)))
             sizes = {c["n"] for c in per_class}
-            if len(sizes) == 1:  # the same n for every class: said once
-                ax.set_xticklabels([c["name"] for c in per_class])
-                ax.set_xlabel(f"true class (n = {sizes.pop()} each)")
-            else:
-                ax.set_xticklabels([f"{c['name']}\nn={c['n']}" for c in per_class])
-                ax.set_xlabel("true class")
+            # class names that would run into each other are tilted
+            tilt = max(len(c["name"]) for c in per_class) * 0.6 * (fs - 1) / 72 > width / len(per_class)
+            same_n = len(sizes) == 1  # the same n for every class: said once, under the axis
+            ax.set_xticklabels([c["name"] if same_n else f"{c['name']}\nn={c['n']}" for c in per_class],
+                               rotation=45 if tilt else 0, ha="right" if tilt else "center",
+                               rotation_mode="anchor" if tilt else "default")
+            ax.set_xlabel(f"true class (n = {sizes.pop()} each)" if same_n else "true class")
             if side:
                 ax.set_title("per class", fontsize=fs, loc="left")
             else:
@@ -299,7 +301,8 @@ def write_plot(path: str | Path, comp: dict[str, Any], by: Sequence[str] | None 
             if not side or kind == "per_class":  # side by side: the label once, right of the last panel
                 ax.text(1.0, 100 * chance, f" chance\n {100 * chance:.1f}", transform=blended_transform_factory(
                     ax.transAxes, ax.transData), va="center", ha="left", fontsize=fs - 1.5, color="#555")
-        ax.set_ylim(0, 128 if mode == "rotated" else 118)
+        tops.append(128 if mode == "rotated" else 118)
+        ax.set_ylim(0, max(tops))  # side by side the axes share y: the roomiest panel sets it
         pad = 0.0 if side else max(0.0, (3 - n_x) / 2)  # one or two groups: narrower bars, not a wall of colour
         ax.set_xlim(-0.6 - pad, n_x - 0.4 + pad)
         ax.set_yticks([0, 25, 50, 75, 100])
