@@ -16,14 +16,7 @@ def _ints(value: str | None, option: str) -> tuple[int, ...] | None:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint=option) from None
 
 
-def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
-        out[key] = value
-    return out
+from .options import key_values as _key_values  # noqa: E402  (KEY=VALUE options: empty values and repeats refused)
 
 
 class LazyGroup(click.Group):
@@ -124,11 +117,11 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
     from .registry import UnknownNameError
     from .runner import BadExampleError, markdown_table, prepare, run_tasks
 
-    task_names = [t.strip() for value in tasks for t in value.split(",") if t.strip()]
+    from .options import split_tasks
+
+    task_names = split_tasks(tasks)  # a task given twice (blanks ignored) is refused before computing
     if not task_names:
         raise click.UsageError("give a task with --task/-t")
-    if len(set(task_names)) != len(task_names):
-        raise click.UsageError(f"a task is given twice in --task ({', '.join(task_names)})")
 
     scorer_args = {"n_samples": _ints(n_samples, "--n-samples"), "to_keep": _ints(to_keep, "--to-keep"),
                    "early_stop": early_stop, "confidence": confidence, "variance": early_variance, "noise": noise,

@@ -485,7 +485,14 @@ def detect_shard() -> tuple[int, int]:
     value = os.environ.get("WINOEVAL_SHARD")
     if value:
         rank, _, world = value.partition("/")
-        return int(rank), int(world)
+        try:
+            rank_n, world_n = int(rank), int(world)
+        except ValueError:
+            rank_n = world_n = -1
+        if not 0 <= rank_n < world_n:
+            raise ConfigError(f"WINOEVAL_SHARD={value!r}: expected RANK/WORLD with 0 <= RANK < WORLD (e.g. 0/2); "
+                              f"unset it to run every example (`winoeval run --num-processes N` sets it)")
+        return rank_n, world_n
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return (int(os.environ.get("RANK", "0")), world) if world > 1 else (0, 1)
 
