@@ -158,7 +158,8 @@ def _compare_runs(runs, *, labels, pairs, strict, n_boot, seed, data_dir, no_ima
 @click.option("--fit-fraction", default=0.5, show_default=True, type=float,
               help="Part of the examples the temperature is fitted on; the rest is held out.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fit/held-out split.")
-@click.option("--bins", "n_bins", default=N_BINS, show_default=True, type=int, help="ECE bins (equal width).")
+@click.option("--bins", "n_bins", default=N_BINS, show_default=True, type=click.IntRange(min=1),
+              help="ECE bins (equal width), at least 1.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the reports as JSON.")
 def calibrate_command(results, fit_fraction, seed, n_bins, json_path) -> None:
     """Fit the softmax temperature τ of classification runs (p = softmax(score/τ)).

@@ -57,3 +57,35 @@ def split_tasks(values: Iterable[str]) -> list[str]:
                                        f"task once")
             seen[other_key] = name
     return names
+
+
+class FiniteFloat(click.ParamType):
+    """A float option that refuses ``nan`` and ``inf`` (Python's float() accepts both, and a NaN weight
+    would silently turn every output into NaN)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE_FLOAT = FiniteFloat()
+
+
+def set_run_env(*, rehash: bool = False, max_pixels: int | None = None) -> None:
+    """``--rehash`` and ``--max-pixels`` as the environment variables that :mod:`winoeval.fingerprint` and
+    :mod:`winoeval.localdata` read (so worker processes of ``--num-processes`` inherit them)."""
+    import os
+
+    if rehash:
+        os.environ["WINOEVAL_REHASH"] = "1"
+    if max_pixels is not None:
+        os.environ["WINOEVAL_MAX_PIXELS"] = str(max_pixels)

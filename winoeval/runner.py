@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Iterator
 from . import __version__, metrics, registry
 from .api import Example, TaskData
 from .config import ConfigError, RunConfig, ScorerConfig
+from .validate import check_example
 
 CACHE_DIR = ".cache"
 
@@ -537,6 +538,7 @@ def _scan_ids(task: TaskData, limit: int | None) -> list[str]:
             raise ConfigError(f"task {task.name!r}: example id {example.id!r} occurs twice (positions "
                               f"{first[example.id]} and {position}); ids must be unique (fix the task plugin "
                               f"or its data)")
+        check_example(task.name, task.metric, example, position)  # labels and texts (winoeval.validate)
         first[example.id] = position
         order.append(example.id)
     return order
