@@ -56,6 +56,10 @@ def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, htm
     one model gets right and the other wrong. Results files of several tasks are compared task by
     task (each output file then gets the task's name before its extension).
     """
+    from .options import check_output_file
+
+    for path, option in ((plot_path, "--plot"), (html_path, "--html"), (csv_path, "--csv"), (json_path, "--json")):
+        check_output_file(path, option)  # before any work, not after it
     try:
         files = [f for p in results for f in pick_results(Path(p))]  # a folder: the newest run of each model
         if len(files) < 2:
@@ -168,8 +172,10 @@ def calibrate_command(results, fit_fraction, seed, n_bins, json_path) -> None:
     expected calibration error and NLL before (τ = 1) and after, on held-out examples.
     """
     from .calibration import CalibrationError, calibrate
+    from .options import check_output_file
     from .report import calibration_markdown
 
+    check_output_file(json_path, "--json")
     reports = []
     try:
         runs = []

@@ -199,12 +199,14 @@ def data_mismatch(run, config, task, data_dir: str | None) -> tuple[bool, str] |
     from .runner import task_fingerprint
 
     recorded = run.results.get("task", {}).get("fingerprint")
-    if not isinstance(recorded, dict) or not recorded:
-        return False, "the run recorded no task fingerprint, so its data could not be checked"
     try:
         current = task_fingerprint(config, task)
     except OSError as exc:
         return True, f"could not fingerprint the data to check it ({exc}); no images shown"
+    if recorded == current:
+        return None
+    if not isinstance(recorded, dict) or not recorded:
+        return False, "the run recorded no task fingerprint, so the images' data could not be checked against it"
     shared = sorted(set(recorded) & set(current))
     if not shared:
         return False, (f"the data could not be checked against the run (it recorded {', '.join(sorted(recorded))}, "

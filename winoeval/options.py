@@ -89,3 +89,24 @@ def set_run_env(*, rehash: bool = False, max_pixels: int | None = None) -> None:
         os.environ["WINOEVAL_REHASH"] = "1"
     if max_pixels is not None:
         os.environ["WINOEVAL_MAX_PIXELS"] = str(max_pixels)
+
+
+def check_output_file(path: str | None, option: str) -> None:
+    """Refuse an output file that cannot be written, before any work: its folder missing, not a folder
+    or not writable, or the path itself a folder (a usage error naming the option and the fix)."""
+    if not path:
+        return
+    import os
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    folder = p.resolve().parent
+    if p.is_dir():
+        raise click.BadParameter(f"{path} is a folder; give a file name, e.g. {p / ('report' + (p.suffix or '.out'))}",
+                                 param_hint=option)
+    if not folder.is_dir():
+        raise click.BadParameter(f"the folder {str(folder)!r} of {path} does not exist (or is not a folder); create "
+                                 f"it or pick another path", param_hint=option)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"the folder {str(folder)!r} of {path} is not writable; pick another path",
+                                 param_hint=option)

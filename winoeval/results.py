@@ -157,6 +157,26 @@ def _read_samples(samples: Path, results_path: Path, results: dict[str, Any]) ->
     return records, skipped
 
 
+def results_problem(results: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a results file's top level, or None."""
+    model = results.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        return "'model' is not an object with a 'name'"
+    if isinstance(results.get("tasks"), dict):
+        if not results["tasks"] or not all(isinstance(v, dict) for v in results["tasks"].values()):
+            return "'tasks' is not an object of task objects"
+    else:
+        task = results.get("task")
+        if not isinstance(task, dict) or not isinstance(task.get("name"), str):
+            return "'task' is not an object with a 'name'"
+    for key in ("results", "config"):
+        if key in results and not isinstance(results[key], dict):
+            return f"{key!r} is not an object"
+    if isinstance(results.get("results"), dict) and not all(isinstance(v, dict) for v in results["results"].values()):
+        return "'results' is not an object of per-task objects"
+    return None
+
+
 def _is_number_or_null(v: Any) -> bool:
     import math
 
@@ -167,7 +187,9 @@ def sample_problem(record: Any) -> str | None:
     """What is wrong with one line of a samples file, or None: an object with a string ``id`` and either
     ``skipped`` or ``scores`` (rows of finite numbers or null for pruned) and ``verdicts`` (an object)."""
     if not isinstance(record, dict):
-        return f"a JSON {type(record).__name__}, not an object"
+        kind = {type(None): "null", bool: "true/false", int: "number", float: "number", str: "string",
+                list: "list"}.get(type(record), type(record).__name__)
+        return f"a JSON {kind}, not an object"
     if not isinstance(record.get("id"), str) or not record["id"]:
         return f"its id is {record.get('id')!r}, not a non-empty string"
     if "skipped" in record:
@@ -206,6 +228,10 @@ def load_file_runs(results_path: Path) -> list[Run]:
         raise CompareError(f"{results_path}: cannot read the results file ({exc})") from None
     if not isinstance(results, dict) or "model" not in results or not ("task" in results or "tasks" in results):
         raise CompareError(f"{results_path}: not a winoeval results file (no 'model', or no 'task'/'tasks')")
+    problem = results_problem(results)
+    if problem:
+        raise CompareError(f"{results_path}: not a results file written by `winoeval run` ({problem}); pass the "
+                           f"results_<stamp>.json a run wrote")
     several = isinstance(results.get("tasks"), dict)
     runs = []
     for task in task_names(results):
