@@ -712,7 +712,7 @@ def test_a_cache_line_of_the_wrong_types_is_dropped_and_recomputed(winoeval, tmp
 
 @pytest.mark.xfail(strict=True, reason=LEAD)
 def test_a_refused_second_run_leaves_the_first_runs_lock(winoeval, tmp_path):
-    from winoeval.runner import RunLock
+    from winoeval.storage import RunLock
 
     args = [*TOY, "-o", tmp_path]
     assert winoeval(*args)[0] == 0
@@ -781,7 +781,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | finite | 
     st.dictionaries(st.sampled_from(["id", "scores", "verdicts", "skipped", "label"]), json_values, max_size=5),
     json_values), max_size=12), st.lists(st.binary(max_size=20), max_size=3))
 def test_the_cache_loader_never_raises_and_keeps_only_records(tmp_path_factory, records, garbage):
-    from winoeval.runner import RecordCache
+    from winoeval.storage import RecordCache
 
     path = tmp_path_factory.mktemp("cache") / "part-000-of-001.jsonl"
     lines = [json.dumps(r).encode() + b"\n" for r in records] + [g.replace(b"\n", b"") + b"\n" for g in garbage]
