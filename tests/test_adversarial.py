@@ -794,3 +794,37 @@ def test_the_cache_loader_never_raises_and_keeps_only_records(tmp_path_factory, 
     cache.rewrite(loaded.values())
     again = RecordCache(path)
     assert again.load() == loaded and again.damaged == 0
+
+
+class RaisingImagesTask:
+    """A third-party task whose image loader raises what decoders raise (not OSError/ValueError)."""
+
+    def __init__(self, error):
+        self.error = error
+
+    @hookimpl
+    def winoeval_register_tasks(self, register):
+        from winoeval.api import Example, TaskData
+        from winoeval.tasks.synthetic import render
+
+        texts = ["red", "green"]
+
+        def fail():
+            raise self.error
+
+        def examples():
+            yield Example("fine", [render("red", 0.0, "fine")], texts, 0)
+            yield Example("broken", fail, texts, 1)
+
+        register("raising-task", lambda argument, config: TaskData("raising-task", "classification", examples, 2,
+                                                                   texts=texts, class_names=texts), options={})
+
+
+@pytest.mark.parametrize("error", [RuntimeError("decoder state"), MemoryError(), KeyError("tile")])
+def test_a_third_party_image_loader_failure_is_a_bad_example(winoeval, tmp_path, error):
+    with Registered(RaisingImagesTask(error)):
+        refused(winoeval("run", "-m", "analytic", "-t", "raising-task", "-q", "-o", tmp_path), 1, "'broken'",
+                type(error).__name__, "--skip-bad")
+        status, _, err = winoeval("run", "-m", "analytic", "-t", "raising-task", "-q", "-o", tmp_path, "--skip-bad")
+    assert status == 0, err
+    assert [s["id"] for s in results_of(tmp_path)["skipped"]] == ["broken"]

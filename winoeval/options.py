@@ -89,6 +89,10 @@ def set_run_env(*, rehash: bool = False, max_pixels: int | None = None) -> None:
         os.environ["WINOEVAL_REHASH"] = "1"
     if max_pixels is not None:
         os.environ["WINOEVAL_MAX_PIXELS"] = str(max_pixels)
+    value = os.environ.get("WINOEVAL_MAX_PIXELS", "").strip()
+    if value and not value.isdigit():  # checked now, not at the first image
+        raise click.UsageError(f"WINOEVAL_MAX_PIXELS={value!r}: expected a whole number of pixels (0 = no limit); "
+                               f"use --max-pixels N or unset it")
 
 
 def check_output_file(path: str | None, option: str) -> None:
