@@ -828,3 +828,22 @@ def test_a_third_party_image_loader_failure_is_a_bad_example(winoeval, tmp_path,
         status, _, err = winoeval("run", "-m", "analytic", "-t", "raising-task", "-q", "-o", tmp_path, "--skip-bad")
     assert status == 0, err
     assert [s["id"] for s in results_of(tmp_path)["skipped"]] == ["broken"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--model-arg", "checkpoint="], ["--model-arg", "empty value"]),
+    (["--model-arg", "weights=ema", "--model-arg", "weights=model"], ["--model-arg", "weights", "twice"]),
+])
+def test_check_plugin_parses_options_like_run(winoeval, args, words):
+    refused(winoeval("check-plugin", "mnist-unet", "--task", "mnist", *args), 2, *words)
+
+
+def test_key_values_helper():
+    import click
+
+    from winoeval.options import key_values
+
+    assert key_values(["a=1", "b=x=y", " c =z"], "--o") == {"a": "1", "b": "x=y", "c": "z"}
+    for bad in (["a="], ["a= "], ["=1"], ["a"], ["a=1", "a=1"]):
+        with pytest.raises(click.BadParameter):
+            key_values(bad, "--o")
