@@ -184,8 +184,11 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
                        task_args=_key_values(task_arg, "--task-arg"))
     prepared = []
     try:
-        for name in task_names:
-            prepared.append(prepare(dataclasses.replace(config, task=name, data_dir=group_dirs.get(name, data_dir))))
+        from .verbosity import status
+
+        with status("preparing the run (settings, device, tasks, output folder)"):
+            for name in task_names:
+                prepared.append(prepare(dataclasses.replace(config, task=name, data_dir=group_dirs.get(name, data_dir))))
         if confidence is not None and not early_stop:
             click.echo("warning: --confidence only applies with --early-stop; it is ignored", err=True)
         if early_variance is not None and not early_stop:

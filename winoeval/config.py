@@ -154,9 +154,12 @@ class RunConfig:
         """``cpu``, ``cuda`` or ``mps``: what the run key records (``auto`` resolved on this machine)."""
         if self.device != "auto":
             return self.device.split(":")[0]
-        import torch
+        from .verbosity import status
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        with status("importing torch"):  # the first import takes seconds on a loaded machine
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
 
     def torch_device(self):
         import torch
