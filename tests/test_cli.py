@@ -1,15 +1,16 @@
-"""`winoeval run` end to end on the built-in demo model and tasks; bad input is caught early."""
+"""winoeval.cli: `winoeval run` end to end on the built-in demo model and tasks; bad input is caught early
+and reported in one line (exit status 2 for usage errors); `list`, `train` and unexpected errors."""
 
 from __future__ import annotations
 
 import json
 import os
 import stat
+import sys
 
 import pytest
 from click.testing import CliRunner
 
-from winoeval import registry
 from winoeval.cli import cli
 from winoeval.hookspecs import hookimpl
 
@@ -84,14 +85,9 @@ class Recording:
     (["--device", "tpu"], "unknown --device"),
     (["--model-arg", "novalue"], "KEY=VALUE"),
 ])
-def test_bad_numbers_fail_before_the_model_loads(tmp_path, extra, message):
-    plugin = Recording()
-    registry.get_plugin_manager().register(plugin, name="recording")
-    try:
-        res = CliRunner().invoke(cli, ["run", "--model", "never-load", "--task", "colors", "-o", str(tmp_path),
-                                       *extra])
-    finally:
-        registry.get_plugin_manager().unregister(plugin)
+def test_bad_numbers_fail_before_the_model_loads(tmp_path, register_plugin, extra, message):
+    register_plugin(Recording(), name="recording")
+    res = CliRunner().invoke(cli, ["run", "--model", "never-load", "--task", "colors", "-o", str(tmp_path), *extra])
     assert res.exit_code == 2, res.output
     assert message in res.output
     assert not Recording.loaded
@@ -127,7 +123,7 @@ def test_list_shows_models_tasks_and_their_plugins():
     assert "toy-winoground" in res.output and "[winoeval.tasks.synthetic]" in res.output
 
 
-def test_several_tasks_one_model_load_one_results_file(tmp_path):
+def test_several_tasks_one_model_load_one_results_file(tmp_path, register_plugin):
     loads = []
     from winoeval.plugins.analytic import AnalyticDenoiser
 
@@ -136,13 +132,9 @@ def test_several_tasks_one_model_load_one_results_file(tmp_path):
         def winoeval_register_models(self, register):
             register("counted", lambda arg, config: loads.append(1) or AnalyticDenoiser(0.5))
 
-    plugin = Counting()
-    registry.get_plugin_manager().register(plugin, name="counting")
-    try:
-        res = CliRunner().invoke(cli, ["run", "-m", "counted", "-t", "toy-winoground,colors", "--limit", "0.1",
-                                       "--n-samples", "2", "-o", str(tmp_path), "--log-samples", "-q"])
-    finally:
-        registry.get_plugin_manager().unregister(plugin)
+    register_plugin(Counting(), name="counting")
+    res = CliRunner().invoke(cli, ["run", "-m", "counted", "-t", "toy-winoground,colors", "--limit", "0.1",
+                                   "--n-samples", "2", "-o", str(tmp_path), "--log-samples", "-q"])
     assert res.exit_code == 0, res.output
     assert len(loads) == 1
     [results_file] = (tmp_path / "counted").glob("results_*.json")  # OUTPUT/<model>/results_<date>.json
@@ -164,3 +156,96 @@ def test_run_help_shows_every_default():
         after = text.split(option, 1)[1].split(" --", 1)[0]
         assert f"default: {default}" in after, (option, after)
     assert "per image–text pair (not examples)" in text
+
+
+# ------------------------------------------------------------------------------ one-line errors
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--device", "cuda:x"], "unknown --device 'cuda:x'"),
+    (["--model", "analytic:abc"], "the argument is the noise sigma, a number, written analytic:sigma=S"),
+    (["--model-arg", "checkpoint=missing.safetensors"], "no such file"),
+    (["--model-arg", "checkpoint=NOTSAFE"], "not a safetensors file"),
+    (["--task", "mnist:foo"], "unknown mnist subset 'foo'"),
+])
+def test_bad_input_is_one_line_with_exit_status_2(tmp_path, run_winoeval, args, expected):
+    (tmp_path / "NOTSAFE").write_bytes(b"PK\x03\x04 a zip, as torch.save writes")
+    options = {"--model": "mnist-unet", "--task": "mnist", **dict(zip(args[::2], args[1::2]))}
+    argv = ["run", *[x for pair in options.items() for x in pair]]
+    res = run_winoeval([*argv, "-o", str(tmp_path / "out"), "--limit", "1"], cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert expected in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()  # a failed run leaves no empty output folder
+    assert "%|" not in res.stderr  # the error came before any progress bar
+
+
+def test_cuda_without_a_gpu_is_one_line(tmp_path, run_winoeval):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    res = run_winoeval(["run", "-m", "analytic", "-t", "colors", "--device", "cuda", "-o", str(tmp_path / "o")])
+    assert res.returncode == 2 and "no CUDA GPU is available here" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_data_dir_and_output_path_mistakes_name_the_option(tmp_path, run_winoeval):
+    (tmp_path / "afile").write_text("x")
+    res = run_winoeval(["run", "-m", "analytic", "-t", "toy-winoground", "--data-dir", str(tmp_path / "nope")])
+    assert res.returncode == 2 and "--data-dir" in res.stderr and "does not exist" in res.stderr
+    res = run_winoeval(["run", "-m", "analytic", "-t", "toy-winoground", "-o", str(tmp_path / "afile")])
+    assert res.returncode == 2 and "is a file" in res.stderr
+
+
+def test_confidence_without_early_stop_warns(tmp_path, run_winoeval):
+    res = run_winoeval(["run", "-m", "analytic", "-t", "toy-winoground", "--confidence", "0.9", "--n-samples", "2",
+                        "-q", "-o", str(tmp_path)])
+    assert res.returncode == 0 and "--confidence only applies with --early-stop" in res.stderr
+
+
+class Crashing:
+    @hookimpl
+    def winoeval_register_models(self, register):
+        def load(argument, config):
+            raise RuntimeError("something nobody foresaw\nwith a second line")
+
+        register("crash", load)
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(tmp_path, capsys, monkeypatch, register_plugin):
+    from winoeval.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["winoeval", "run", "-m", "crash", "-t", "colors", "-o", str(tmp_path), "-q"])
+    monkeypatch.delenv("WINOEVAL_DEBUG", raising=False)
+    register_plugin(Crashing(), name="crash")
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1
+    assert "RuntimeError: something nobody foresaw with a second line" in err
+    assert "WINOEVAL_DEBUG=1" in err and "Traceback" not in err
+    monkeypatch.setenv("WINOEVAL_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="nobody foresaw"):
+        main()
+
+
+# ------------------------------------------------------------------------------ list and train
+
+
+def test_list_says_which_hub_weights_are_in_the_local_cache(tmp_path, cli_env, run_winoeval):
+    snapshot = tmp_path / "models--stabilityai--stable-diffusion-2-base" / "snapshots" / "abc123"
+    for name in ("model_index.json", "scheduler/s.json", "tokenizer/t.json", "text_encoder/m.safetensors",
+                 "unet/m.safetensors", "vae/m.safetensors"):
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).write_text("{}")
+    res = run_winoeval(["list"], {**cli_env, "HF_HUB_CACHE": str(tmp_path)})
+    lines = {line.split()[0]: line for line in res.stdout.splitlines() if line.startswith("  ")}
+    assert "weights: in the local hub cache" in lines["sd2"]
+    assert "not in the local cache" in lines["sd2.1"] and "not in the local cache" in lines["openclip:…"]
+    assert "weights:" not in lines["mnist-unet"]  # shipped weights: nothing to download
+
+
+def test_train_suggests_trainable_models():
+    result = CliRunner().invoke(cli, ["train", "mnist-unit"])
+    assert result.exit_code == 2 and "did you mean mnist-unet?" in result.output
+    result = CliRunner().invoke(cli, ["train", "analytic"])
+    assert result.exit_code == 2 and "'analytic' has no training command" in result.output

@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -462,3 +463,55 @@ def test_results_files_of_several_tasks_are_compared_task_by_task(tmp_path):
     cal = CliRunner().invoke(calibrate_command, [str(a)])
     assert cal.exit_code == 0, cal.output
     assert "| A / fake-cls |" in cal.output
+
+
+# ------------------------------------------------------------------------------ which runs are compared
+
+
+def test_compare_warns_about_same_name_different_weights_and_a_file_given_twice(tmp_path, file_sigma_model):
+    from winoeval.cli import cli
+    from winoeval.config import RunConfig
+    from winoeval.runner import evaluate
+
+    weights = tmp_path / "weights.txt"
+    paths = []
+    for k, sigma in enumerate(("0.0", "3.0")):
+        weights.write_text(sigma)
+        out = evaluate(RunConfig(file_sigma_model, "toy-winoground", scorer_args={"n_samples": (2,)},
+                                 output_path=str(tmp_path / f"run{k}"), log_samples=True,
+                                 model_args={"weights": str(weights)}), progress=False)
+        paths.append(str(out.results_path))
+    result = CliRunner().invoke(cli, ["compare", *paths])
+    assert result.exit_code == 0, result.output
+    assert "same model name 'file-sigma' have different model fingerprints" in result.output
+    result = CliRunner().invoke(cli, ["compare", paths[0], paths[0]])
+    assert "given 2 times" in result.output and "compared with itself" in result.output
+
+
+def test_compare_on_an_output_folder_takes_the_newest_run_of_each_model_and_says_so(tmp_path):
+    from winoeval.cli import cli
+
+    out = tmp_path / "runs"
+    common = ["-t", "toy-winoground:3", "--n-samples", "2", "--log-samples", "-o", str(out), "-q"]
+    for model, seed in (("analytic", "0"), ("analytic", "1"), ("analytic:10", "0")):
+        res = CliRunner().invoke(cli, ["run", "-m", model, "--seed", seed, *common])
+        assert res.exit_code == 0, res.output
+        time.sleep(0.01)
+    newest = sorted((out / "analytic").glob("results_*.json"), key=lambda p: p.stat().st_mtime_ns)[-1]
+    result = CliRunner().invoke(cli, ["compare", str(out), "--json", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    assert f"holds 2 runs of analytic; comparing the newest, analytic/{newest.name}" in result.output
+    assert "| analytic | analytic:10 |" in result.output  # both models, one run each
+
+
+def test_compare_with_one_run_is_a_usage_error_and_prefers_logged_runs(tmp_path):
+    from winoeval.cli import cli
+
+    out = tmp_path / "runs"
+    base = ["run", "-m", "analytic", "-t", "toy-winoground:3", "--n-samples", "2", "-o", str(out), "-q"]
+    assert CliRunner().invoke(cli, [*base, "--log-samples"]).exit_code == 0
+    time.sleep(0.01)
+    assert CliRunner().invoke(cli, [*base, "--seed", "1"]).exit_code == 0  # newer, but without samples
+    result = CliRunner().invoke(cli, ["compare", str(out)])
+    assert result.exit_code == 2 and "compare needs at least two runs, got 1" in result.output
+    assert "comparing the newest with --log-samples" in result.output

@@ -180,3 +180,16 @@ def test_open_image(tmp_path):
 def test_write_dataset_rejects_unknown_format(tmp_path):
     with pytest.raises(ValueError, match="unknown fmt"):
         write_dataset(None, tmp_path, fmt="zip")
+
+
+def test_image_paths_in_local_data_stay_inside_the_data_dir(tmp_path):
+    from winoeval.tasks.synthetic import render
+
+    data = tmp_path / "data"
+    (data / "img").mkdir(parents=True)
+    render("red", 0, "x").save(data / "img" / "a.png")
+    render("red", 0, "y").save(tmp_path / "secret.png")
+    assert open_image({"bytes": None, "path": "img/a.png"}, root=data).size[0] > 0
+    for outside in ("../secret.png", str(tmp_path / "secret.png")):
+        with pytest.raises(ValueError, match="points outside --data-dir"):
+            open_image({"bytes": None, "path": outside}, root=data)

@@ -158,3 +158,39 @@ def test_training_data_is_the_train_split():
     assert x.shape == (4500, 1, 28, 28) and y.shape == (4500,)
     assert x.min().item() == -1.0 and x.max().item() == 1.0
     assert torch.bincount(y).tolist() == [450] * 10
+
+
+def test_mnist_checkpoint_fingerprint_follows_content_and_resolves_relative_paths(tmp_path, monkeypatch):
+    from winoeval.config import RunConfig
+
+    ckpt = tmp_path / "m.safetensors"
+    ckpt.write_bytes(mnist_unet.WEIGHTS.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    absolute = RunConfig("mnist-unet", "mnist", model_args={"checkpoint": str(ckpt)})
+    relative = RunConfig("mnist-unet", "mnist", model_args={"checkpoint": "m.safetensors"})
+    shipped = RunConfig("mnist-unet", "mnist")
+    fp = mnist_unet.fingerprint(None, absolute)
+    assert fp == mnist_unet.fingerprint(None, relative) == mnist_unet.fingerprint(None, shipped)
+    data = bytearray(ckpt.read_bytes())
+    data[-1] ^= 0xFF  # one weight byte changed, same size
+    ckpt.write_bytes(bytes(data))
+    assert mnist_unet.fingerprint(None, absolute) != fp
+
+
+def test_mnist_weights_model_on_a_file_with_one_set_is_refused(tmp_path):
+    from winoeval.config import ConfigError, RunConfig
+
+    config = RunConfig("mnist-unet", "mnist", model_args={"checkpoint": str(mnist_unet.WEIGHTS), "weights": "model"})
+    with pytest.raises(ConfigError, match="holds one set of weights"):
+        mnist_unet.checkpoint_path(config)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", pytest.param("float16", marks=pytest.mark.slow)])  # fp16 matmuls on a CPU: 64 s at load ~9
+def test_mnist_unet_runs_in_half_precision(tmp_path, dtype):
+    from winoeval.config import RunConfig
+    from winoeval.runner import evaluate
+
+    out = evaluate(RunConfig("mnist-unet", "mnist", scorer_args={"n_samples": (4,)}, limit=10, dtype=dtype,
+                             output_path=str(tmp_path)), progress=False)
+    m = out.results["results"]["mnist"]
+    assert out.results["run"]["dtype"] == dtype and m["n"] == 10 and m["accuracy"] >= 0.7

@@ -142,3 +142,10 @@ def test_every_prefix_of_the_heldout_examples_is_class_balanced():
     assert sorted(labels) == sorted(list(range(10)) * 50)
     assert labels[:20] == list(range(10)) * 2
     assert all(labels[:100].count(k) == 10 for k in range(10))
+
+
+def test_mnist_hub_offline_stops_and_leaves_no_folder(tmp_path, run_winoeval):
+    res = run_winoeval(["run", "-m", "mnist-unet", "-t", "mnist:hub", "-o", str(tmp_path / "o")])
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "HF_HUB_OFFLINE" in res.stderr or "--data-dir" in res.stderr
+    assert not (tmp_path / "o").exists()

@@ -249,3 +249,18 @@ def test_end_to_end_winoground(tiny, winoground, tmp_path):
         assert set(encoded) == set(captions) and set(encoded.values()) == {1}
         for record in out.records:
             assert len(record["scores"]) == 2 and all(-1 <= v <= 1 for row in record["scores"] for v in row)
+
+
+def test_openclip_offline_without_cached_weights_fails_before_importing_open_clip(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    code = ("import sys\nfrom winoeval import registry\nfrom winoeval.config import RunConfig\n"
+            "try:\n    registry.models()['clip-vit-l-14'].fingerprint(None, RunConfig('clip-vit-l-14', 'x'))\n"
+            "except Exception as exc:\n    print(type(exc).__name__, str(exc)[:80])\n"
+            "print('open_clip imported:', 'open_clip' in sys.modules)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "HubUnavailableError could not load OpenCLIP weights clip-vit-l-14: HF_HUB_OFFLINE is set" in res.stdout
+    assert "open_clip imported: False" in res.stdout

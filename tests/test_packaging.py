@@ -1,7 +1,9 @@
-"""The wheel installs plugins/ and tasks/ inside the winoeval package, with no top-level names."""
+"""The package as a whole: the wheel installs plugins/ and tasks/ inside the winoeval package, with no
+top-level names; torch is new enough for weights-only loading, and no source loads weights unsafely."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -40,3 +42,23 @@ def test_wheel_contains_builtins_under_winoeval_and_imports(tmp_path, cli_env):
     assert res.returncode == 0, res.stderr
     assert "'analytic'" in res.stdout and "'toy-winoground'" in res.stdout
     assert "toplevel None None" in res.stdout
+
+
+def test_torch_requirement_has_weights_only_loading():
+    text = (REPO / "pyproject.toml").read_text()
+    version = re.search(r'"torch>=(\d+)\.(\d+)"', text)
+    assert version and (int(version.group(1)), int(version.group(2))) >= (2, 6)
+
+
+def test_weights_are_loaded_safely():
+    """No pickle loading without weights_only=True, and never trust_remote_code."""
+    offenders = []
+    for path in [*REPO.glob("winoeval/**/*.py"), *REPO.glob("plugins/*.py"), *REPO.glob("tasks/*.py"),
+                 *REPO.glob("benchmarks/*.py")]:
+        text = path.read_text()
+        for match in re.finditer(r"torch\.load\(([^)]*)\)", text):
+            if "weights_only=True" not in match.group(1):
+                offenders.append(f"{path.name}: torch.load without weights_only=True")
+        if re.search(r"trust_remote_code\s*=\s*True", text):
+            offenders.append(f"{path.name}: trust_remote_code=True")
+    assert not offenders, offenders

@@ -32,14 +32,8 @@ class ThirdPartyTasks:
 
 
 @pytest.fixture
-def third_party_tasks():
-    pm = registry.get_plugin_manager()
-    plugin = ThirdPartyTasks()
-    pm.register(plugin, name="third-party-tasks")
-    try:
-        yield
-    finally:
-        pm.unregister(plugin)
+def third_party_tasks(register_plugin):
+    register_plugin(ThirdPartyTasks(), name="third-party-tasks")
 
 
 def _run(tmp_path, task, **scorer_args):

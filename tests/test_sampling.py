@@ -66,3 +66,10 @@ def test_mnist_sample_progress_bar(tmp_path, capsys, one_torch_thread):
     err = capsys.readouterr().err
     assert "sampling 1 × '3'" in err and "/400 [" in err  # T = 400 denoising steps
     assert quiet[0].tobytes() == shown[0].tobytes()  # the bar changes nothing
+
+
+def test_sample_checks_label_and_output_before_sampling(tmp_path, run_winoeval):
+    res = run_winoeval(["sample", "-m", "mnist-unet", "--label", "3", "--out", str(tmp_path / "nodir" / "x.png")])
+    assert res.returncode == 2 and "does not exist" in res.stderr
+    res = run_winoeval(["sample", "-m", "mnist-unet", "--label", "cat", "--out", str(tmp_path / "x.png")])
+    assert res.returncode == 2 and "--label 'cat'" in res.stderr and "Traceback" not in res.stderr

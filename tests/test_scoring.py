@@ -317,3 +317,70 @@ def test_uniform_timesteps_use_the_iid_standard_error():
                                                    variance=v)).score("u", [x], ["far", "near"]).n_used.tolist()
             for v in ("stratified", "iid")}
     assert used["stratified"] == used["iid"]
+
+
+def test_limit_and_order_do_not_change_scores(tmp_path):
+    from winoeval.config import RunConfig
+    from winoeval.runner import evaluate
+
+    full = evaluate(RunConfig("analytic:0.6", "colors:0.6", scorer_args={"n_samples": (6,)},
+                              output_path=str(tmp_path / "a")), progress=False, write=False)
+    part = evaluate(RunConfig("analytic:0.6", "colors:0.6", scorer_args={"n_samples": (6,)}, limit=7,
+                              output_path=str(tmp_path / "b")), progress=False, write=False)
+    assert part.records == full.records[:7]
+    # the same example scored alone, after other examples, and with another batch size: identical bits
+    model = AnalyticDenoiser(0.6)
+    image = render("blue", 0.6, "k")
+    names = ["red", "blue", "green"]
+    a = DiffusionScorer(model, ScorerConfig(n_samples=(9,), batch_size=1)).score("k", [image], names)
+    scorer = DiffusionScorer(model, ScorerConfig(n_samples=(9,), batch_size=64))
+    scorer.score("other", [render("red", 0.6, "o")], names)
+    assert torch.equal(a.scores, scorer.score("k", [image], names).scores)
+
+
+class OOMOnce(AnalyticDenoiser):
+    """Pretends to run out of GPU memory for batches larger than 4."""
+
+    def predict_noise(self, x_t, t, cond):
+        if x_t.shape[0] > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return super().predict_noise(x_t, t, cond)
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on():
+    image = render("red", 0.2, "m")
+    names = ["red", "blue", "green"]
+    reference = DiffusionScorer(AnalyticDenoiser(0.2), ScorerConfig(n_samples=(10,), batch_size=4)).score(
+        "m", [image], names)
+    scorer = DiffusionScorer(OOMOnce(0.2), ScorerConfig(n_samples=(10,), batch_size=16))
+    with pytest.warns(RuntimeWarning) as caught:
+        result = scorer.score("m", [image], names)
+    assert [str(w.message) for w in caught] == [
+        "out of memory at batch size 16; continuing with 8 (pass --batch-size 8 next time)",
+        "out of memory at batch size 8; continuing with 4 (pass --batch-size 4 next time)"]
+    assert scorer.batch_size == 4
+    assert torch.equal(result.sample_errors, reference.sample_errors)
+
+
+def test_every_builtin_denoiser_and_matcher_runs_in_bfloat16(tmp_path, one_torch_thread):
+    from winoeval.config import RunConfig
+    from winoeval.plugins.mnist_unet import MnistDenoiser
+    from winoeval.plugins.openclip import load as load_openclip
+    from winoeval.plugins.stable_diffusion import load as load_sd
+    from winoeval.scoring import make_scorer
+    from winoeval.testing.models import make_tiny_openclip, make_tiny_sd_pipeline
+
+    images = [render("red", 0.0, "a"), render("blue", 0.0, "b")]
+    config = RunConfig("-", "-", dtype="bfloat16")
+    models = {
+        "analytic": AnalyticDenoiser(0.0),
+        "mnist-unet": MnistDenoiser(dtype=torch.bfloat16),
+        "sd": load_sd(str(make_tiny_sd_pipeline(tmp_path / "sd")), config),
+        "openclip": load_openclip(str(make_tiny_openclip(tmp_path / "clip").directory), config),
+    }
+    for name, model in models.items():
+        texts = ["1", "2"] if name == "mnist-unet" else ["red", "blue"]
+        result = make_scorer(model, ScorerConfig(n_samples=(3,), normalize=True)).score("x", images, texts)
+        assert torch.isfinite(result.scores).all(), name
+        if name in ("mnist-unet", "sd"):
+            assert model.dtype == torch.bfloat16, name

@@ -125,7 +125,7 @@ def test_end_to_end_winoground(tiny_sd, winoground, tmp_path):
     assert out.results_path is not None and json.loads(out.results_path.read_text())["model"]["name"].startswith("sd:")
 
 
-def test_each_text_encoded_once_across_examples(tiny_sd, tmp_path):
+def test_each_text_encoded_once_across_examples(tiny_sd, tmp_path, register_plugin):
     """A task whose examples repeat captions: still one text-encoder pass per distinct caption."""
     from winoeval.api import Example, TaskData
     from winoeval.hookspecs import hookimpl
@@ -157,15 +157,9 @@ def test_each_text_encoded_once_across_examples(tiny_sd, tmp_path):
 
         model.encode_texts = counting
 
-    pm = registry.get_plugin_manager()
-    plugin = RepeatPlugin()
-    pm.register(plugin, name="sd-test-repeat")
-    try:
-        evaluate(RunConfig(model=f"sd:{tiny_sd}", task="sd-test-repeat", output_path=str(tmp_path),
-                           scorer_args={"n_samples": (2,)}, device="cpu"), progress=False, write=False,
-                 on_model=wrap)
-    finally:
-        pm.unregister(plugin)
+    register_plugin(RepeatPlugin(), name="sd-test-repeat")
+    evaluate(RunConfig(model=f"sd:{tiny_sd}", task="sd-test-repeat", output_path=str(tmp_path),
+                       scorer_args={"n_samples": (2,)}, device="cpu"), progress=False, write=False, on_model=wrap)
     assert encoded == collections.Counter({"a red cube": 1, "a blue cube": 1, "a green ball": 1, "": 1})
 
 
@@ -363,3 +357,30 @@ def test_cli_reports_a_bad_folder_in_one_line(tmp_path):
     assert result.exit_code != 0
     assert "not a diffusers pipeline folder" in result.output and str(tmp_path) in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("mode", ["P", "RGBA"])
+def test_sd_preprocessing_resizes_before_converting_like_the_original(mode):
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms
+
+    rng = np.random.default_rng(0)
+    rgba = Image.fromarray(rng.integers(0, 256, (37, 53, 4), dtype=np.uint8), "RGBA")
+    image = rgba.convert("P", palette=Image.ADAPTIVE) if mode == "P" else rgba
+    original = transforms.Compose([transforms.Resize(16, interpolation=transforms.InterpolationMode.BICUBIC),
+                                   transforms.CenterCrop(16), lambda im: im.convert("RGB"), transforms.ToTensor()])
+    expected = original(image) * 2 - 1
+    got = sdp.StableDiffusionDenoiser.preprocess(type("M", (), {"resolution": 16})(), [image])[0]
+    assert torch.allclose(got, expected, atol=1e-6)
+    converted_first = original(image.convert("RGB")) * 2 - 1
+    assert not torch.allclose(converted_first, expected, atol=1e-3)  # the order matters for this mode
+
+
+def test_sd_offline_error_gives_the_targeted_download_command(tmp_path, cli_env, run_winoeval):
+    res = run_winoeval(["run", "-m", "sd2", "-t", "toy-winoground", "-o", str(tmp_path / "o")],
+                       {**cli_env, "HF_HUB_CACHE": str(tmp_path / "empty")})
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert ('hf download stabilityai/stable-diffusion-2-base --include "model_index.json"' in res.stderr
+            and '--include "unet/*"' in res.stderr and '--exclude "*.bin"' in res.stderr)
+    assert "%|" not in res.stderr and not (tmp_path / "o").exists()

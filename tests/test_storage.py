@@ -1,17 +1,24 @@
 """winoeval.storage: locks only their owner removes, clean-up of only what a run created, cache records
-checked against a schema on load (every rank's part repaired)."""
+checked against a schema on load (every rank's part repaired), damaged lines skipped and cleaned, stale
+temporary files removed, and a killed run resumed to the same bytes."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from winoeval.config import ConfigError, RunConfig
 from winoeval.runner import evaluate, prepare, remove_if_empty
-from winoeval.storage import RecordCache, RunLock, ShardedCache, valid_record
+from winoeval.storage import RecordCache, RunLock, ShardedCache, remove_stale_tmp, valid_record
 
 GOOD = {"id": "a", "scores": [[-1.0, -2.0]], "errors": [[1.0, 2.0]], "n_evals": 4,
         "verdicts": {"prediction": 0, "correct": True}, "label": 0, "meta": {}}
@@ -104,3 +111,77 @@ def test_record_cache_append_then_load_round_trips(tmp_path):
     cache = RecordCache(tmp_path / "p.jsonl")
     cache.append(GOOD)
     assert cache.load() == {"a": GOOD} and cache.damaged == 0
+
+
+@pytest.mark.parametrize("garbage", [b"garbage\n", b"42\n", b'{"foo": 1}\n', b"\xff\xfe\xfa invalid utf-8\n",
+                                     b"\x00\x00\x00\n"])
+def test_a_damaged_cache_line_is_skipped_counted_and_cleaned(tmp_path, garbage):
+    config = RunConfig("analytic:0.2", "colors:0.2", scorer_args={"n_samples": (2,)}, limit=6,
+                       output_path=str(tmp_path))
+    evaluate(config, progress=False)
+    [part] = tmp_path.glob("*/.cache/*/part-*.jsonl")
+    lines = part.read_bytes().splitlines(keepends=True)
+    part.write_bytes(b"".join(lines[:2]) + garbage + b"".join(lines[3:]))  # record 3 replaced by damage
+    with pytest.warns(UserWarning, match="1 damaged line"):
+        out = evaluate(config, progress=False)
+    assert (out.computed, out.reused) == (1, 5)  # the records after the damage were used
+    assert garbage not in part.read_bytes() and len(part.read_bytes().splitlines()) == 6
+    again = evaluate(config, progress=False)
+    assert (again.computed, again.reused) == (0, 6)
+
+
+def test_a_second_identical_run_is_refused_with_the_first_ones_pid(tmp_path):
+    config = RunConfig("analytic:0.2", "colors:0.2", scorer_args={"n_samples": (2,)}, limit=2,
+                       output_path=str(tmp_path))
+    evaluate(config, progress=False)
+    [lock_path] = tmp_path.glob("*/.cache/*/part-000-of-001.lock")
+    holder = RunLock(lock_path)
+    holder.acquire()
+    try:
+        with pytest.raises(ConfigError, match=rf"another winoeval process \(pid {os.getpid()}\)"):
+            evaluate(config, progress=False)
+    finally:
+        holder.release()
+    assert evaluate(config, progress=False).reused == 2
+
+
+def test_temporary_files_of_dead_processes_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".results_x.json.{dead.stdout.strip()}.abc.tmp"
+    live = tmp_path / f".results_y.json.{os.getpid()}.abc.tmp"
+    stale.write_text("{")
+    live.write_text("{")
+    assert remove_stale_tmp(tmp_path) == 1 and not stale.exists() and live.exists()
+
+
+KILLED_RUN = ["run", "--model", "analytic:0.3", "--task", "colors:0.3", "--n-samples", "96", "--batch-size", "2",
+              "-q"]
+
+
+@pytest.mark.slow  # three interpreters, one run of 80 examples computed twice: 32 s at load ~9
+def test_kill_and_resume_gives_a_byte_identical_results_file(tmp_path, cli_env, run_winoeval, run_files):
+    out = tmp_path / "out"
+    res = run_winoeval([*KILLED_RUN, "-o", str(out)])
+    assert res.returncode == 0, res.stderr
+    [reference] = run_files.results(out)
+    reference_bytes = run_files.comparable(reference)
+    reference.unlink()
+    shutil.rmtree(out / "analytic_0.3" / ".cache")
+
+    proc = subprocess.Popen([sys.executable, "-m", "winoeval", *KILLED_RUN, "-o", str(out)], env=cli_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while run_files.cache_lines(out) < 5 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = run_files.cache_lines(out)
+    assert 5 <= killed_at < 80, f"the run was not killed mid-way ({killed_at} examples cached)"
+    assert not run_files.results(out), "a killed run must not leave a results file"
+
+    res = run_winoeval([*KILLED_RUN, "-o", str(out)])
+    assert res.returncode == 0, res.stderr
+    computed = int(re.search(r"\((\d+) example\(s\) computed", res.stderr).group(1))
+    assert computed <= 80 - killed_at + 1  # at most the torn example is recomputed
+    [resumed] = run_files.results(out)
+    assert run_files.comparable(resumed) == reference_bytes
