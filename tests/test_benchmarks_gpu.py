@@ -44,6 +44,7 @@ def test_run_command_exit_0_without_output_is_a_failure(tmp_path):
     assert rec["status"] == "failed" and "no section output" in rec["stderr_tail"]
 
 
+@pytest.mark.slow
 def test_run_command_timeout_kills_the_group_and_keeps_partial_results(tmp_path):
     out, pid_file = tmp_path / "s.json", tmp_path / "grandchild.pid"
     # the section starts a grandchild (as a CLI run would) and hangs: both must be killed

@@ -54,6 +54,7 @@ def test_builtin_hub_tasks_pass_on_local_data(task, tiny_data):
     assert check_task(task, config=RunConfig(model="-", task=task, data_dir=data_dir)) == []
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("isolated_datasets_cache")
 def test_stable_diffusion_and_openclip_pass_on_tiny_models(tmp_path, tiny_data):
     pytest.importorskip("diffusers")

@@ -43,6 +43,7 @@ def test_run_toy_winoground_writes_results_and_samples(tmp_path):
     assert first["n_evals"] == 36
 
 
+@pytest.mark.slow
 def test_classification_run_and_resume_reuses_finished_examples(tmp_path):
     args = ["run", "--model", "analytic:0.5", "--task", "colors:0.5", "--n-samples", "4", "--limit", "16",
             "-o", str(tmp_path), "-q"]
@@ -179,6 +180,7 @@ def test_bad_input_is_one_line_with_exit_status_2(tmp_path, run_winoeval, args, 
     assert "%|" not in res.stderr  # the error came before any progress bar
 
 
+@pytest.mark.slow
 def test_cuda_without_a_gpu_is_one_line(tmp_path, run_winoeval):
     import torch
 
@@ -196,6 +198,7 @@ def test_data_dir_and_output_path_mistakes_name_the_option(tmp_path, run_winoeva
     assert res.returncode == 2 and "is a file" in res.stderr
 
 
+@pytest.mark.slow
 def test_confidence_without_early_stop_warns(tmp_path, run_winoeval):
     res = run_winoeval(["run", "-m", "analytic", "-t", "toy-winoground", "--confidence", "0.9", "--n-samples", "2",
                         "-q", "-o", str(tmp_path)])

@@ -176,6 +176,7 @@ def python_blocks() -> list:
                          if b.marker == "skip" else []) for b in all_blocks() if b.lang in ("python", "py")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", python_blocks())
 def test_python_block_runs(block, tmp_path):
     script = tmp_path / "block.py"
@@ -200,6 +201,7 @@ def run_blocks() -> list:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block,expected", run_blocks())
 def test_bash_block_runs_and_prints_what_the_document_shows(block, expected, tmp_path):
     last = None

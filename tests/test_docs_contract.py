@@ -58,6 +58,7 @@ def _hookimpls_in(path: Path) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_every_hook_is_exercised_by_a_test_with_a_fake_plugin():
     test_files = [*(REPO / "tests").glob("test_*.py"), *(REPO / "examples").glob("*/tests/test_*.py")]
     exercised = set().union(*(_hookimpls_in(p) for p in test_files))

@@ -7,11 +7,14 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from winoeval import fingerprint
 from winoeval.config import RunConfig
 from winoeval.runner import evaluate
 
 
+@pytest.mark.slow
 def test_weights_rewritten_in_place_are_never_served_from_the_cache(tmp_path, file_sigma_model):
     """The README's workflow: evaluate a checkpoint, retrain into the same path, evaluate again."""
     weights = tmp_path / "weights.txt"

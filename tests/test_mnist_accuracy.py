@@ -10,7 +10,7 @@ import pytest
 from winoeval.config import RunConfig
 from winoeval.runner import evaluate
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]  # 165 s at load ~9
 
 
 def test_shipped_checkpoint_classifies_100_heldout_digits_at_n20(tmp_path):

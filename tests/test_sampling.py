@@ -50,6 +50,7 @@ def test_accepts():
     assert not accepts(old, "progress") and accepts(new, "progress") and accepts(lambda **kw: kw, "progress")
 
 
+@pytest.mark.slow
 def test_mnist_sample_progress_bar(tmp_path, capsys, one_torch_thread):
     torch = pytest.importorskip("torch")
     from winoeval.plugins import _mnist_net as mn
@@ -68,6 +69,7 @@ def test_mnist_sample_progress_bar(tmp_path, capsys, one_torch_thread):
     assert quiet[0].tobytes() == shown[0].tobytes()  # the bar changes nothing
 
 
+@pytest.mark.slow
 def test_sample_checks_label_and_output_before_sampling(tmp_path, run_winoeval):
     res = run_winoeval(["sample", "-m", "mnist-unet", "--label", "3", "--out", str(tmp_path / "nodir" / "x.png")])
     assert res.returncode == 2 and "does not exist" in res.stderr

@@ -61,6 +61,7 @@ def test_seed_depends_on_seed_and_id_only():
     assert len({example_seed(0, "a"), example_seed(1, "a"), example_seed(0, "b")}) == 3
 
 
+@pytest.mark.slow
 def test_ideal_denoiser_gives_zero_error_to_the_true_class_and_classifies_perfectly():
     model = AnalyticDenoiser(sigma=0.0)
     scorer = DiffusionScorer(model, ScorerConfig(n_samples=(10,), batch_size=7))
@@ -319,6 +320,7 @@ def test_uniform_timesteps_use_the_iid_standard_error():
     assert used["stratified"] == used["iid"]
 
 
+@pytest.mark.slow
 def test_limit_and_order_do_not_change_scores(tmp_path):
     from winoeval.config import RunConfig
     from winoeval.runner import evaluate
@@ -362,6 +364,7 @@ def test_out_of_memory_halves_the_batch_and_goes_on():
     assert torch.equal(result.sample_errors, reference.sample_errors)
 
 
+@pytest.mark.slow
 def test_every_builtin_denoiser_and_matcher_runs_in_bfloat16(tmp_path, one_torch_thread):
     from winoeval.config import RunConfig
     from winoeval.plugins.mnist_unet import MnistDenoiser

@@ -85,6 +85,7 @@ def test_registered_names():
 
 
 # --- end to end -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_end_to_end_winoground(tiny_sd, winoground, tmp_path):
     from winoeval.runner import evaluate
 
@@ -125,6 +126,7 @@ def test_end_to_end_winoground(tiny_sd, winoground, tmp_path):
     assert out.results_path is not None and json.loads(out.results_path.read_text())["model"]["name"].startswith("sd:")
 
 
+@pytest.mark.slow
 def test_each_text_encoded_once_across_examples(tiny_sd, tmp_path, register_plugin):
     """A task whose examples repeat captions: still one text-encoder pass per distinct caption."""
     from winoeval.api import Example, TaskData
@@ -192,6 +194,7 @@ def test_four_errors_share_t_and_eps(tiny_sd):
     assert torch.equal(result.t, plan.t)
 
 
+@pytest.mark.slow
 def test_sample_errors_match_plain_diffusers(tiny_sd):
     """Per-sample errors from the scorer = a direct re-computation with diffusers calls (float32)."""
     import torchvision.transforms as T
@@ -274,6 +277,7 @@ def test_bfloat16_runs_with_float32_vae(tiny_sd):
     assert torch.isfinite(result.errors).all()
 
 
+@pytest.mark.slow
 def test_model_args_checked(tiny_sd):
     with pytest.raises(ConfigError, match="unknown --model-arg"):
         load_model(tiny_sd, model_args={"nope": "1"})
@@ -307,6 +311,7 @@ def test_offline_hub_name_fails_fast_with_instructions(name, empty_hub_cache):
     assert f"hf download {repo}" in message and "--model sd:" in message and "HF_HUB_OFFLINE" in message
 
 
+@pytest.mark.slow
 def test_hub_id_loads_offline_from_the_cache(tiny_sd, empty_hub_cache):
     """``sd:ORG/NAME`` through the real hub code path, served from a (fake) local hub cache."""
     import shutil

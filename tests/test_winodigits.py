@@ -197,6 +197,7 @@ def test_package_data_globs_cover_every_shipped_file():
                 assert any(fnmatch.fnmatch(rel, p) and rel.count("/") == p.count("/") for p in patterns), rel
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_winodigits_sd_reads_the_text_through_the_sd_plugin(tmp_path):
     """winodigits-sd is sd:<shipped folder>: VAE encode, tokenizer, text encoder, U-Net, ᾱ from the
@@ -213,6 +214,7 @@ def test_winodigits_sd_reads_the_text_through_the_sd_plugin(tmp_path):
     assert out.results["config"]["model"] == "winodigits-sd"
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_winodigits_clip_runs_through_openclip_and_compares_with_sd(tmp_path, cli_env):
     clip = _run("winodigits-clip", tmp_path)
@@ -227,6 +229,7 @@ def test_winodigits_clip_runs_through_openclip_and_compares_with_sd(tmp_path, cl
     assert sd.results["results"]["winodigits"]["n"] == SUBSET
 
 
+@pytest.mark.slow
 def test_plugin_contract_holds_for_the_task_and_both_models():
     from winoeval.testing import check_model, check_task
 
@@ -235,6 +238,7 @@ def test_plugin_contract_holds_for_the_task_and_both_models():
     assert check_model("winodigits-clip", "winodigits") == []
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_training_commands_resume_and_export_loadable_models(tmp_path):
     """Tiny settings: VAE, U-Net + text encoder, checkpoint, --resume to a second epoch, refusal to
