@@ -34,6 +34,20 @@ def _private_hash_memo(tmp_path_factory, monkeypatch):
     monkeypatch.setattr(fingerprint, "_memo", None)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_fast_exit():
+    """``winoeval.cli.main`` ends its process with ``os._exit`` once a command's outputs are written (to
+    skip torch's slow teardown): a test, or a module fixture, that calls ``main()`` in the pytest process
+    would end pytest there, silently and with exit status 0. Subprocesses (``run_winoeval``) still exit fast."""
+    from winoeval import verbosity
+
+    enable = verbosity.enable_fast_exit
+    verbosity.enable_fast_exit = lambda: None
+    verbosity._fast_exit = False
+    yield
+    verbosity.enable_fast_exit = enable
+
+
 @pytest.fixture
 def cli_env():
     """Environment for ``winoeval`` subprocesses: offline, and this interpreter's scripts on PATH."""
