@@ -184,8 +184,13 @@ class DiffusionScorer:
             import torch
 
             self._predict = torch.compile(model.predict_noise, dynamic=True)
-        self.alphas_cumprod = model.alphas_cumprod.double().cpu()
-        self.num_train_timesteps = len(self.alphas_cumprod)
+        from .objectives import noise_grid, objective_of
+
+        self.objective = objective_of(model)  # what predict_noise returns: ε, v or the flow velocity
+        self.grid = noise_grid(model, self.objective)  # alphas_cumprod, or sigmas for flow (CPU float64)
+        if self.objective != "flow":
+            self.alphas_cumprod = self.grid
+        self.num_train_timesteps = len(self.grid)
         self.forward_rows: list[int] = []  # rows of every model forward (for tests and benchmarks)
 
     # -- encoding, cached per run ------------------------------------------------------------
@@ -221,19 +226,20 @@ class DiffusionScorer:
         alone; the rows of several examples are concatenated into one batch."""
         import torch
 
+        from .objectives import noised_and_target
+
         model = self.model
         device, dtype = model.device, model.dtype
-        ab = self.alphas_cumprod
         xs, ts, cs, es = [], [], [], []
         for w, lo, hi in segments:
             i, k, j = w.idx[lo:hi].unbind(1)
             t = w.plan.t[j]
-            eps = w.plan.noise[j]
-            shape = [-1] + [1] * (w.latents.dim() - 1)
-            xs.append(ab[t].sqrt().float().view(shape) * w.latents[i] + (1 - ab[t]).sqrt().float().view(shape) * eps)
+            # x_t and the target of the model's objective (ε, v or flow: see winoeval.objectives)
+            x_t, target = noised_and_target(self.objective, self.grid, w.latents[i], t, w.plan.noise[j])
+            xs.append(x_t)
             ts.append(t)
             cs.append(w.conds[k])
-            es.append(eps)
+            es.append(target)
         cat = (lambda parts: parts[0]) if len(segments) == 1 else torch.cat
         x_t, t, cond, eps = cat(xs), cat(ts), cat(cs), cat(es)
         pred = self._predict(x_t.to(device=device, dtype=dtype), t.to(device), cond.to(device))
