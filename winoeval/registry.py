@@ -25,11 +25,15 @@ DEFAULT_PLUGINS = (
     "winoeval.plugins.stable_diffusion",
     "winoeval.plugins.openclip",
     "winoeval.plugins.winodigits",
+    "winoeval.plugins.sd3",
+    "winoeval.plugins.flux",
+    "winoeval.plugins.dit",
     "winoeval.tasks.synthetic",
     "winoeval.tasks.mnist",
     "winoeval.tasks.winoground",
     "winoeval.tasks.zeroshot",
     "winoeval.tasks.winodigits",
+    "winoeval.tasks.imagenet",
 )
 
 ENV_VAR = "WINOEVAL_PLUGINS"
