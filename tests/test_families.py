@@ -180,6 +180,7 @@ def _scorer_errors(model, images, texts, n=6):
 
 
 @pytest.mark.parametrize("kind", ["sd3", "flux", "flux-dev"])
+@torch.no_grad()
 def test_flow_errors_equal_a_loop_over_diffusers_scale_noise(pipes, kind):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -222,6 +223,7 @@ def test_flow_errors_equal_a_loop_over_diffusers_scale_noise(pipes, kind):
     assert worst < 1e-6, worst
 
 
+@torch.no_grad()
 def test_dit_errors_equal_a_loop_over_diffusers_add_noise(pipes):
     model = _load("dit", pipes["dit"])
     images, texts = _images(2), ["tench", "goldfish", "great white shark"]
