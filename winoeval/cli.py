@@ -30,7 +30,7 @@ class LazyGroup(click.Group):
     """A group whose bigger commands live in their own modules and are imported only when used."""
 
     lazy = {"compare": "winoeval.compare:compare_command", "calibrate": "winoeval.compare:calibrate_command",
-            "check-plugin": "winoeval.testing.check:check_plugin_command"}
+            "check-plugin": "winoeval.testing.check:check_plugin_command", "rescore": "winoeval.rescore:rescore_command"}
 
     def list_commands(self, ctx):
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -103,6 +103,8 @@ def cli() -> None:
 @click.option("--output-path", "-o", default="winoeval-out", show_default=True, type=click.Path(),
               help="Directory for results, per-example logs and the resume cache.")
 @click.option("--log-samples", is_flag=True, help="Also write a JSONL line per example.")
+@click.option("--log-errors", is_flag=True, help="Also keep every per-(t, ε) error in errors_<stamp>.jsonl, for "
+                                                 "`winoeval rescore` (diffusion models).")
 @click.option("--skip-bad", is_flag=True, help="Skip (and count) unreadable or non-finite examples instead of stopping.")
 @click.option("--model-arg", multiple=True, metavar="KEY=VALUE", help="Extra model option (repeatable).")
 @click.option("--task-arg", multiple=True, metavar="KEY=VALUE",
@@ -112,7 +114,7 @@ def cli() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_variance, noise, timesteps, loss, normalize, batch_size, compile_, device, dtype, seed, limit,
-        data_dir, output_path, log_samples, skip_bad, model_arg, task_arg, num_processes, quiet) -> None:
+        data_dir, output_path, log_samples, log_errors, skip_bad, model_arg, task_arg, num_processes, quiet) -> None:
     """Evaluate MODEL on one or more tasks; print a markdown table and write
     OUTPUT/<model>/results_<timestamp>.json.
 
@@ -142,7 +144,7 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
     try:
         config = RunConfig(model=model, task=task_names[0], scorer_args=scorer_args, device=device, dtype=dtype,
                            limit=limit, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
-                           skip_bad=skip_bad, model_args=_key_values(model_arg, "--model-arg"),
+                           log_errors=log_errors, skip_bad=skip_bad, model_args=_key_values(model_arg, "--model-arg"),
                            task_args=_key_values(task_arg, "--task-arg"))
         prepared = [prepare(dataclasses.replace(config, task=t)) for t in task_names]
     except (ConfigError, UnknownNameError) as exc:
@@ -179,6 +181,7 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
         return
     click.echo(markdown_table(out.results))
     samples = "".join(f"\nsamples: {p}" for p in out.samples_paths.values())
+    samples += "".join(f"\nper-timestep errors: {p}" for p in out.errors_paths)
     click.echo(f"\nresults: {out.results_path}{samples}"
                + f"\n({out.computed} example(s) computed, {out.reused} reused; resume cache "
                  f"{out.cache_path.parent if out.cache_path else '-'})", err=True)

@@ -97,6 +97,7 @@ class RunConfig:
     output_path: str | None = None
     log_samples: bool = False
     skip_bad: bool = False
+    log_errors: bool = False  # per-(t, ε) errors in errors_<stamp>.jsonl (winoeval.rescore)
     model_args: dict[str, Any] = field(default_factory=dict)  # --model-arg KEY=VALUE
     task_args: dict[str, Any] = field(default_factory=dict)  # --task-arg KEY=VALUE
 
@@ -128,7 +129,10 @@ class RunConfig:
             self.data_dir = path
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not out.get("log_errors"):  # recorded only when set (results of other runs stay as they were)
+            out.pop("log_errors", None)
+        return out
 
     def torch_device(self):
         import torch

@@ -428,6 +428,7 @@ def example_record(task: TaskData, example: Example, result: Any, skip_bad: bool
         "verdicts": metrics.verdicts(task.metric, raw, example.label),  # scores are finite or -inf (pruned)
         "label": example.label,
         "meta": example.meta,
+        "per_sample": getattr(result, "per_sample", None),  # --log-errors only
     }
     return {k: v for k, v in record.items() if v is not None or k == "label"}
 
@@ -464,6 +465,7 @@ class RunOutput:
     extras: dict[str, Any] = field(default_factory=dict)
     records_by_task: dict[str, list[dict]] = field(default_factory=dict)  # runs of several tasks
     samples_paths: dict[str, Path] = field(default_factory=dict)
+    errors_paths: list[Path] = field(default_factory=list)  # --log-errors
 
 
 def resolve_limit(limit: int | float | None, size: int) -> int | None:
@@ -583,6 +585,8 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
                           f"(those examples are recomputed)", stacklevel=2)
         mine = [i for p, i in enumerate(order) if p % world == rank]
         todo = {i for i in mine if i not in done or "skipped" in done[i]}  # skipped examples are retried
+        if config.log_errors:  # records cached without per-sample errors are recomputed
+            todo |= {i for i in mine if i in done and "skipped" not in done[i] and "per_sample" not in done[i]}
         slot = model_slot if model_slot is not None else {}
         if todo and "model" not in slot:  # load before the progress bar: a weights error comes first
             slot["model"] = _load_model(prep, config, on_model)
@@ -592,6 +596,11 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
 
             check_vocabulary(slot["model"], task, config)
             scorer = make_scorer(slot["model"], scorer_cfg, normalize=normalize)
+            if config.log_errors:
+                if getattr(slot["model"], "kind", None) != "denoiser":
+                    raise ConfigError(f"--log-errors: {config.model!r} is a matcher, it has no per-timestep errors; "
+                                      f"drop --log-errors or use a diffusion model")
+                scorer.log_errors = True
         computed = reused = 0
         from tqdm.auto import tqdm
 
@@ -723,15 +732,22 @@ def write_outputs(out: RunOutput, output_dir: Path, config: RunConfig) -> None:
     written first: a results file never exists without its samples files."""
     results_text = json.dumps(out.results, indent=2, sort_keys=True, allow_nan=False) + "\n"
     by_task = out.records_by_task or {config.task: out.records}
-    samples = {task: "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in records)
+    samples = {task: "".join(json.dumps({k: v for k, v in r.items() if k != "per_sample"}, sort_keys=True,
+                                        allow_nan=False) + "\n" for r in records)
                for task, records in by_task.items()} if config.log_samples else {}
     several = len(by_task) > 1
+    if config.log_errors:  # errors_<stamp>.jsonl beside the samples, claimed the same way (winoeval.rescore)
+        from .rescore import error_files
+
+        samples.update(error_files(out.results, by_task))
     base = _dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
     for n in range(1, 10_000):
         stamp = base if n == 1 else f"{base}-{n}"
         results_path = output_dir / f"results_{stamp}.json"
         samples_paths = {task: output_dir / (f"samples_{safe_name(task)}_{stamp}.jsonl" if several
                                              else f"samples_{stamp}.jsonl") for task in samples}
+        samples_paths.update({key: output_dir / (f"errors_{safe_name(key[1])}_{stamp}.jsonl" if several else
+                                                 f"errors_{stamp}.jsonl") for key in samples if isinstance(key, tuple)})
         if results_path.exists() or any(p.exists() for p in samples_paths.values()):
             continue
         claimed: list[Path] = []
@@ -742,8 +758,9 @@ def write_outputs(out: RunOutput, output_dir: Path, config: RunConfig) -> None:
         else:
             if claim_new(results_path, results_text):
                 out.results_path = results_path
-                out.samples_paths = samples_paths
-                out.samples_path = next(iter(samples_paths.values())) if samples_paths else None
+                out.samples_paths = {k: p for k, p in samples_paths.items() if not isinstance(k, tuple)}
+                out.errors_paths = [p for k, p in samples_paths.items() if isinstance(k, tuple)]
+                out.samples_path = next(iter(out.samples_paths.values())) if out.samples_paths else None
                 return
         for path in claimed:  # lost a race for one of the names: give ours back, try the next stamp
             path.unlink(missing_ok=True)

@@ -141,6 +141,7 @@ class ScoreResult:
     sample_errors: "torch.Tensor | None" = None
     uncond_errors: "torch.Tensor | None" = None
     t: "torch.Tensor | None" = None
+    per_sample: "dict | None" = None  # with log_errors: winoeval.rescore's encoding of the errors above
 
 
 class _InFlight:
@@ -166,6 +167,7 @@ class DiffusionScorer:
 
     #: memory the (t, ε) plans of the examples in flight may take together (CPU RAM)
     plan_memory = 1 << 30
+    log_errors = False  # set by the runner for --log-errors
 
     def __init__(self, model: Any, config: ScorerConfig, normalize: bool = False):
         self.model = model
@@ -336,7 +338,12 @@ class DiffusionScorer:
 
     def _procedure(self, w):
         alive = yield from (self._early_decision(w) if self.config.early_stop else self._stages(w))
-        return self._result(w, alive)
+        result = self._result(w, alive)
+        if self.log_errors:  # --log-errors: keep every per-(t, ε) error in the record (winoeval.rescore)
+            from .rescore import per_sample
+
+            result.per_sample = per_sample(self, result)
+        return result
 
     def _result(self, w, alive) -> ScoreResult:
         import torch
