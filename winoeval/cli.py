@@ -80,7 +80,8 @@ def cli() -> None:
               help="(t, ε) per example from (seed, id), or one shared plan for every example (the original "
                    "protocol's single noise tensor). [default: per-example]")
 @click.option("--timesteps", type=click.Choice(["even", "uniform", "stratified"]),
-              help="Timestep design. [default: even]")
+              help="Timestep design over the model's training grid (ᾱ_t; for flow models σ_t, shift included: "
+                   "even = evenly spaced t, see winoeval/objectives.py). [default: even]")
 @click.option("--loss", type=click.Choice(["l2", "l1", "huber"]), help="Per-sample loss. [default: l2, or the "
                                                                        "task's preset]")
 @click.option("--normalize/--no-normalize", default=None,

@@ -737,7 +737,7 @@ def write_outputs(out: RunOutput, output_dir: Path, config: RunConfig) -> None:
                for task, records in by_task.items()} if config.log_samples else {}
     several = len(by_task) > 1
     if config.log_errors:  # errors_<stamp>.jsonl beside the samples, claimed the same way (winoeval.rescore)
-        from .rescore import error_files
+        from .errorlog import error_files
 
         samples.update(error_files(out.results, by_task))
     base = _dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")

@@ -340,7 +340,7 @@ class DiffusionScorer:
         alive = yield from (self._early_decision(w) if self.config.early_stop else self._stages(w))
         result = self._result(w, alive)
         if self.log_errors:  # --log-errors: keep every per-(t, ε) error in the record (winoeval.rescore)
-            from .rescore import per_sample
+            from .errorlog import per_sample
 
             result.per_sample = per_sample(self, result)
         return result
