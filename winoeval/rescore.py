@@ -177,10 +177,12 @@ def rescore(results_path: str | Path, weighting: str) -> tuple[dict, Path]:
     from .runner import claim_new
 
     results_path = Path(results_path)
-    if results_path.is_dir():
-        found = sorted(results_path.glob("results_*.json"))
+    if results_path.is_dir():  # the newest run of the folder that logged its errors
+        found = [p for p in sorted(results_path.glob("results_*.json"))
+                 if any(p.parent.glob(p.name.replace("results_", "errors_*").replace(".json", ".jsonl")))]
         if not found:
-            raise RescoreError(f"{results_path}: no results_*.json in this folder")
+            raise RescoreError(f"{results_path}: no results_*.json with an errors file in this folder; run "
+                               f"`winoeval run ... --log-errors` first")
         results_path = found[-1]
     try:
         results = json.loads(results_path.read_text())

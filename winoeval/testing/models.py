@@ -278,3 +278,27 @@ def make_tiny_dit_pipeline(path: str | Path, sample_size: int = 8, *, num_classe
     index["id2label"] = {str(i): f"{class_names()[i]}, dit-class-{i}" for i in range(num_classes)}
     index_path.write_text(json.dumps(index, indent=2))
     return path
+
+
+# --- full-size architectures with random weights (for a GPU benchmark; nothing is downloaded) -----------
+def sd3_medium_transformer_config() -> dict:
+    """Keyword arguments of ``SD3Transformer2DModel`` for the Stable Diffusion 3 medium architecture (24 joint
+    blocks of 24 heads × 64 = 1536 wide, patch 2, 16 latent channels, 128² latents at 1024 px). Its inputs:
+    hidden_states (B, 16, 128, 128), timestep (B,) float σ·1000, encoder_hidden_states (B, 333, 4096) (77 CLIP +
+    256 T5 tokens), pooled_projections (B, 2048)."""
+    return dict(sample_size=128, patch_size=2, in_channels=16, out_channels=16, num_layers=24, attention_head_dim=64,
+                num_attention_heads=24, joint_attention_dim=4096, caption_projection_dim=1536,
+                pooled_projection_dim=2048, pos_embed_max_size=192)
+
+
+def dit_xl_2_config(resolution: int = 256) -> dict:
+    """Keyword arguments of ``DiTTransformer2DModel`` for DiT-XL/2 (28 blocks of 16 heads × 72 = 1152 wide, patch
+    2, learned σ: 8 output channels, 1000 classes + null) at ``resolution`` 256 or 512 px (latents /8). Its inputs:
+    hidden_states (B, 4, R/8, R/8), timestep (B,) long, class_labels (B,) long. Built with diffusers 0.42 (on the
+    meta device) it has 749.8 M parameters, the paper counts 675 M: diffusers' ``AdaLayerNormZero`` gives every
+    block its own timestep/class embedding. (SD 3 medium, the same way: 2.03 B.)"""
+    if resolution not in (256, 512):
+        raise ValueError("DiT-XL/2 was released for 256 and 512 px")
+    return dict(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
+                sample_size=resolution // 8, patch_size=2, num_embeds_ada_norm=1000, norm_type="ada_norm_zero",
+                activation_fn="gelu-approximate", norm_elementwise_affine=False)
