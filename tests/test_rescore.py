@@ -94,3 +94,16 @@ def test_log_errors_recomputes_cached_examples_that_lack_them(tmp_path):
     (errors_file,) = folder.glob("errors_*.jsonl")
     lines = errors_file.read_text().splitlines()[1:]
     assert lines and all("per_sample" in json.loads(line) for line in lines)
+
+
+def test_a_run_of_two_tasks_logs_and_rescores_both(tmp_path):
+    folder = _run(tmp_path, "--model", "analytic", "-t", "colors,toy-winoground", "--n-samples", "6", "--log-errors")
+    assert sorted(p.name.split("_20")[0] for p in folder.glob("errors_*.jsonl")) == ["errors_colors",
+                                                                                   "errors_toy-winoground"]
+    (results_file,) = folder.glob("results_*.json")
+    res = _rescore(results_file, "uniform")
+    assert res.exit_code == 0, res.output
+    new_file = max(folder.glob("results_*.json"), key=lambda p: p.stat().st_mtime_ns)
+    assert json.loads(new_file.read_text())["results"] == json.loads(results_file.read_text())["results"]
+    res = _rescore(results_file, "range:500-999")
+    assert res.exit_code == 0, res.output

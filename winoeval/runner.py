@@ -745,7 +745,8 @@ def write_outputs(out: RunOutput, output_dir: Path, config: RunConfig) -> None:
         stamp = base if n == 1 else f"{base}-{n}"
         results_path = output_dir / f"results_{stamp}.json"
         samples_paths = {task: output_dir / (f"samples_{safe_name(task)}_{stamp}.jsonl" if several
-                                             else f"samples_{stamp}.jsonl") for task in samples}
+                                             else f"samples_{stamp}.jsonl") for task in samples
+                         if not isinstance(task, tuple)}
         samples_paths.update({key: output_dir / (f"errors_{safe_name(key[1])}_{stamp}.jsonl" if several else
                                                  f"errors_{stamp}.jsonl") for key in samples if isinstance(key, tuple)})
         if results_path.exists() or any(p.exists() for p in samples_paths.values()):
