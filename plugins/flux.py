@@ -55,7 +55,7 @@ class FluxDenoiser:
                  guidance: float = 1.0, max_sequence_length: int = 512):
         import torch
 
-        from winoeval.objectives import flow_sigmas
+        from winoeval.scoring.objectives import flow_sigmas
 
         self.pipe = pipe
         self.device = torch.device(device) if device is not None else pipe.transformer.device

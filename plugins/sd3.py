@@ -12,7 +12,7 @@ scorer gets:
   into one row per text; ``""`` is the pipeline's negative/unconditional prompt;
 * ``predict_noise`` = the transformer's output, the velocity v ≈ ε − x₀, at timestep σ_t·T (what the
   pipeline passes); ``objective = "flow"``, ``sigmas`` = the scheduler's training σ grid with its shift
-  (3.0 for SD 3), see :mod:`winoeval.objectives`.
+  (3.0 for SD 3), see :mod:`winoeval.scoring.objectives`.
 
 Options: ``--model-arg t5=off`` drops the T5 encoder (diffusers then feeds zeros in its place, as
 ``text_encoder_3=None`` does; saves ~9 GB), ``max_sequence_length=N`` (T5 tokens, default 256),
@@ -59,7 +59,7 @@ class SD3Denoiser:
     def __init__(self, pipe, *, device=None, dtype=None, source: str = "", max_sequence_length: int = 256):
         import torch
 
-        from winoeval.objectives import flow_sigmas
+        from winoeval.scoring.objectives import flow_sigmas
 
         self.pipe = pipe
         self.device = torch.device(device) if device is not None else pipe.transformer.device

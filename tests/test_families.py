@@ -15,7 +15,8 @@ from winoeval.config import RunConfig, ScorerConfig
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from winoeval.objectives import noised_and_target  # noqa: E402
+from winoeval.scoring.objectives import noised_and_target  # noqa: E402
+from winoeval.tasks.imagenet import class_names  # noqa: E402
 from winoeval.scoring import DiffusionScorer  # noqa: E402
 from winoeval.testing import check_model, check_task  # noqa: E402
 from winoeval.testing.models import (make_tiny_dit_pipeline, make_tiny_flux_pipeline,  # noqa: E402
@@ -30,7 +31,7 @@ def pipes(tmp_path_factory):
     return {"sd3": make_tiny_sd3_pipeline(root / "sd3"),
             "flux": make_tiny_flux_pipeline(root / "flux"),
             "flux-dev": make_tiny_flux_pipeline(root / "flux-dev", guidance_embeds=True, dynamic_shift=True),
-            "dit": make_tiny_dit_pipeline(root / "dit")}
+            "dit": make_tiny_dit_pipeline(root / "dit", class_names=list(class_names()[:10]))}
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,7 @@ def test_flow_even_grid_is_even_in_unshifted_time_then_shifted(pipes):
     assert t == [125, 375, 625, 875]
     for ti in t:
         s = (ti + 1) / 1000
-        assert float(scorer.grid[ti]) == pytest.approx(3 * s / (1 + 2 * s), rel=1e-6)  # SD 3's shift 3.0
+        assert float(scorer.objective.grid[ti]) == pytest.approx(3 * s / (1 + 2 * s), rel=1e-6)  # SD 3's shift 3.0
 
 
 # --- the plugins keep the contract ---------------------------------------------------------------

@@ -20,7 +20,9 @@ from winoeval.api import Example, TaskData
 from winoeval.config import ConfigError, RunConfig
 from winoeval.hookspecs import hookimpl
 from winoeval.plugins.analytic import AnalyticDenoiser
-from winoeval.runner import BadExampleError, RunLock, evaluate, remove_stale_tmp, write_outputs, RunOutput
+from winoeval.errors import BadExampleError
+from winoeval.runner import evaluate
+from winoeval.storage import RunLock, remove_stale_tmp
 from winoeval.tasks.synthetic import render
 
 REPO = Path(__file__).resolve().parent.parent
@@ -222,7 +224,7 @@ def test_every_builtin_denoiser_and_matcher_runs_in_bfloat16(tmp_path, one_torch
     }
     for name, model in models.items():
         texts = ["1", "2"] if name == "mnist-unet" else ["red", "blue"]
-        result = make_scorer(model, ScorerConfig(n_samples=(3,)), normalize=True).score("x", images, texts)
+        result = make_scorer(model, ScorerConfig(n_samples=(3,), normalize=True)).score("x", images, texts)
         assert torch.isfinite(result.scores).all(), name
         if name in ("mnist-unet", "sd"):
             assert model.dtype == torch.bfloat16, name
@@ -265,7 +267,7 @@ def test_skip_bad_rerun_reuses_every_scored_example(tmp_path):
 def test_a_run_where_every_example_is_skipped_writes_n_0(tmp_path, cli_env):
     config = RunConfig("green-breaks", "colors:0", scorer_args={"n_samples": (2,)}, limit=10, skip_bad=True,
                        output_path=str(tmp_path))
-    from winoeval.runner import markdown_table
+    from winoeval.report import markdown_table
 
     with Registered(GreenPlugin(), "green"):
         class OnlyGreen:
@@ -321,17 +323,22 @@ def test_a_second_identical_run_is_refused_with_the_first_ones_pid(tmp_path):
 
 
 def test_result_names_are_claimed_atomically(tmp_path):
-    config = RunConfig("analytic", "colors", log_samples=True)
-    outs = [RunOutput({"n": i}, [{"id": str(i)}]) for i in range(30)]
-    threads = [threading.Thread(target=write_outputs, args=(o, tmp_path, config)) for o in outs]
+    from winoeval.results import write_outputs
+
+    paths: dict[int, tuple] = {}
+
+    def write(i):
+        paths[i] = write_outputs({"n": i}, {"colors": [{"id": str(i)}]}, tmp_path, log_samples=True)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(30)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     results = sorted(tmp_path.glob("results_*.json"))
-    assert len(results) == 30 and len({o.results_path for o in outs}) == 30
-    for o in outs:  # each results file is its own run's, with its own samples file beside it
-        assert json.loads(o.results_path.read_text())["n"] == int(json.loads(o.samples_path.read_text())["id"])
+    assert len(results) == 30 and len({p[0] for p in paths.values()}) == 30
+    for i, (results_path, samples) in paths.items():  # each results file is its own run's, with its own samples
+        assert json.loads(results_path.read_text())["n"] == i == int(json.loads(samples["colors"].read_text())["id"])
     assert not list(tmp_path.glob(".*.tmp"))
 
 

@@ -20,11 +20,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+from .errors import CalibrationError  # noqa: F401  (public here too)
+
 N_BINS = 15
-
-
-class CalibrationError(ValueError):
-    """A run that cannot be calibrated (not classification, too few examples, ...)."""
 
 
 def score_matrix(records: Sequence[dict]):

@@ -6,15 +6,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ConfigError  # noqa: F401  (public here too)
+
 TIMESTEP_MODES = ("even", "uniform", "stratified")
 LOSSES = ("l2", "l1", "huber")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 VARIANCES = ("stratified", "iid")
 NOISES = ("per-example", "shared")
-
-
-class ConfigError(ValueError):
-    """A bad setting, reported before any model loads."""
 
 
 @dataclass
@@ -82,6 +80,27 @@ class ScorerConfig:
     def max_samples(self) -> int:
         return self.n_samples[-1]
 
+    @classmethod
+    def resolve(cls, scorer_args: dict[str, Any], metric: str, task_defaults: dict[str, Any]) -> "ScorerConfig":
+        """The run's scorer settings, resolved once: the task's presets, overridden by what the user set.
+
+        Normalisation defaults to on for every ``metric="winoground"`` task (built-in or third-party) and
+        off otherwise; a task's ``defaults["normalize"]`` overrides that, ``--[no-]normalize`` overrides
+        both. The user's own ``--n-samples`` without ``--to-keep`` drops the preset's pruning schedule."""
+        defaults = {"normalize": metric == "winoground", **task_defaults}
+        if "n_samples" in scorer_args and "to_keep" not in scorer_args:
+            defaults.pop("to_keep", None)
+        merged = {**defaults, **scorer_args}
+        merged["normalize"] = bool(merged.get("normalize", False))
+        return cls(**merged)
+
+    def key_fields(self) -> dict[str, Any]:
+        """What of the scorer enters the run key: every field but the batch size, in the key's original
+        layout (normalisation is keyed beside it, so here it stays null and existing caches stay valid)."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "batch_size"}
+        fields["normalize"] = None
+        return fields
+
 
 @dataclass
 class RunConfig:
@@ -134,6 +153,14 @@ class RunConfig:
             out.pop("log_errors", None)
         return out
 
+    def device_type(self) -> str:
+        """``cpu``, ``cuda`` or ``mps``: what the run key records (``auto`` resolved on this machine)."""
+        if self.device != "auto":
+            return self.device.split(":")[0]
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
     def torch_device(self):
         import torch
 
@@ -152,3 +179,22 @@ class RunConfig:
             device = device or self.torch_device()
             return torch.float16 if device.type == "cuda" else torch.float32
         return getattr(torch, self.dtype)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device that this machine does not have, before anything loads."""
+    if device in ("auto", "cpu"):
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA GPU is available here (torch "
+                              f"{torch.__version__}, cuda {torch.version.cuda or 'not built'}); "
+                              f"use --device cpu or auto")
+        index = device.partition(":")[2]
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s) "
+                              f"(cuda:0 … cuda:{torch.cuda.device_count() - 1})")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: Apple MPS is not available here; use --device cpu or auto")

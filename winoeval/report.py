@@ -136,3 +136,44 @@ def calibration_markdown(reports: Sequence[tuple[str, CalibrationReport]]) -> st
     lines += ["", f"p = softmax(score / τ); τ fitted on a seeded part of the examples (NLL over log τ), "
                   f"ECE ({reports[0][1].n_bins if reports else N_BINS} equal-width bins) and NLL on the other part."]
     return "\n".join(lines)
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """A results file's numbers as the markdown table ``winoeval run`` prints (percentages, 95 %
+    intervals in brackets)."""
+    lines = []
+    model = results["model"]["name"]
+    for task_name, m in results["results"].items():
+        if m["metric"] == "winoground":
+            lines += ["| model | task | subset | n | text | image | group |", "|---|---|---|---:|---:|---:|---:|"]
+
+            def row(subset: str, s: dict) -> str:
+                cells = [f"{_pct(s[k])} [{_pct(s[k + '_ci95'][0])}, {_pct(s[k + '_ci95'][1])}]"
+                         for k in ("text", "image", "group")]
+                return f"| {model} | {task_name} | {subset} | {s['n']} | " + " | ".join(cells) + " |"
+
+            lines.append(row("all", m))
+            for key, groups in m.get("by", {}).items():
+                if len(groups) == 1 and next(iter(groups.values()))["n"] == m["n"]:
+                    continue  # a tag every example has would only repeat `all`
+                for value, s in groups.items():
+                    lines.append(row(f"{key}={value}", s))
+        elif m["metric"] == "choice":
+            from .groups import choice_table_lines
+
+            lines += choice_table_lines(model, task_name, m)
+        else:
+            lines += ["| model | task | n | accuracy | mean per-class | evals/example |",
+                      "|---|---|---:|---:|---:|---:|"]
+            lo, hi = m["accuracy_ci95"]
+            evals = f"{m['evals_per_example']:.0f}" if "evals_per_example" in m else "—"
+            mlo, mhi = m.get("mean_per_class_accuracy_ci95") or (None, None)
+            lines.append(f"| {model} | {task_name} | {m['n']} | {_pct(m['accuracy'])} [{_pct(lo)}, {_pct(hi)}] | "
+                         f"{_pct(m['mean_per_class_accuracy'])} [{_pct(mlo)}, {_pct(mhi)}] | {evals} |")
+        if m.get("skipped"):
+            lines.append(f"\n{m['skipped']} example(s) skipped (see 'skipped' in the results file).")
+    if results.get("groups"):
+        from .groups import group_table_lines
+
+        lines += group_table_lines(results)
+    return "\n".join(lines)

@@ -16,7 +16,7 @@ The losses are float32 when computed, so float32 storage is exact: ``rescore --w
 reproduces the run bit for bit. ~4·I·(K+1)·N bytes per example before base64 (Winoground at N = 100: 2.4 kB).
 
 **Weightings** (w_j multiplies sample j's logged loss; an error is Σ w_j·e_j / Σ w_j over the samples the
-candidate used, the unconditional error over the same samples; SNR as :mod:`winoeval.objectives` defines it):
+candidate used, the unconditional error over the same samples; SNR as :mod:`winoeval.scoring.objectives` defines it):
 
 - ``uniform``: w = 1 (the run itself);
 - ``snr``: w = SNR(t) (for an ε-loss: the x₀ error);
@@ -39,18 +39,14 @@ from typing import Any, Callable
 
 import click
 
-class RescoreError(ValueError):
+from .errors import ConfigError
+
+
+class RescoreError(ConfigError):
     """A bad weighting, run or errors file (exit 2)."""
 
 
-from .errorlog import FORMAT, decode, error_files, errors_text, per_sample  # noqa: F401  (re-exported)
-
-
-def errors_path_for(results_path: Path, task: str | None = None) -> Path:
-    stamp = results_path.name[len("results_"):-len(".json")]
-    from .runner import safe_name
-
-    return results_path.with_name(f"errors_{safe_name(task)}_{stamp}.jsonl" if task else f"errors_{stamp}.jsonl")
+from .errorlog import FORMAT, decode, errors_path_for
 
 
 # --- weightings ---------------------------------------------------------------------------------------
@@ -105,7 +101,7 @@ def rescore_record(record: dict, metric: str, weight: Callable | None) -> dict:
     import torch
 
     from . import metrics
-    from .runner import _json_scores
+    from .records import _json_scores
 
     field = decode(record["per_sample"])
     full = field["errors"]
@@ -174,7 +170,7 @@ def find_errors_files(results_path: Path, results: dict) -> dict[str, Path]:
 def rescore(results_path: str | Path, weighting: str) -> tuple[dict, Path]:
     """Recompute a run's verdicts and metrics under ``weighting``; write and return a new results file."""
     from . import metrics
-    from .runner import claim_new
+    from .storage import claim_new
 
     results_path = Path(results_path)
     if results_path.is_dir():  # the newest run of the folder that logged its errors
@@ -230,7 +226,7 @@ def rescore_command(run: str, weighting: str) -> None:
     """Recompute the verdicts and results of RUN (a results_*.json written with --log-errors, or its folder)
     from its per-timestep errors under another timestep weighting, without a model call; writes a new
     results file (new run key, the weighting recorded) beside it."""
-    from .runner import markdown_table
+    from .report import markdown_table
 
     try:
         results, path = rescore(run, weighting)

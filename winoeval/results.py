@@ -17,16 +17,14 @@ from typing import Any, Sequence
 
 import click
 
+from .errors import CompareError  # noqa: F401  (public here too)
+
 WINOGROUND_METRICS = ("text", "image", "group")
 CLASSIFICATION_METRICS = ("accuracy", "mean_per_class")
 METRIC_TITLES = {"text": "text", "image": "image", "group": "group", "accuracy": "accuracy",
                  "mean_per_class": "mean per-class"}
 BINARY = {"text", "image", "group", "accuracy"}
 ID_LIMIT = 5  # ids shown per table cell; CSV and JSON hold them all
-
-
-class CompareError(ValueError):
-    """Runs that cannot be compared, or a run that cannot be read; the message says what to do."""
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -79,8 +77,6 @@ def samples_path_for(results_path: Path, task: str | None = None) -> Path:
     stamp = name[len("results_"):-len(".json")]
     if task is None:
         return results_path.with_name(f"samples_{stamp}.jsonl")
-    from .runner import safe_name
-
     return results_path.with_name(f"samples_{safe_name(task)}_{stamp}.jsonl")
 
 
@@ -175,6 +171,8 @@ def load_file_runs(results_path: Path) -> list[Run]:
         if several:  # the view of one task, shaped as a one-task results file
             view = {**results, "task": {**results["tasks"][task], "name": task},
                     "results": {task: results.get("results", {}).get(task, {})}}
+            if "data_dir" in results["tasks"][task]:  # a task group: each task read its own folder
+                view["config"] = {**results.get("config", {}), "data_dir": results["tasks"][task]["data_dir"]}
         samples = samples_path_for(results_path, task if several else None)
         records, skipped = _read_samples(samples, results_path, results)
         runs.append(Run(results_path, samples, view, records, skipped, label=str(results["model"]["name"])))
@@ -281,3 +279,107 @@ def check_runs(runs: Sequence[Run], strict: bool = False) -> Shared:
             notes.append(f"{run.label} and {first.label} have different captions for {len(texts)} example(s) "
                          f"({fmt_ids(texts)})")
     return Shared(ids, notes)
+
+
+# --------------------------------------------------------------------------------------------- writing
+# The writer of the results layout lives beside its reader (above): `winoeval run` writes
+# OUTPUT/<model>/results_<stamp>.json (+ samples_<stamp>.jsonl), `compare` and `calibrate` read them.
+
+def safe_name(name: str) -> str:
+    """A model or task name as a file or folder name: ``sd:/data/sd2-base`` → ``sd_data_sd2-base``."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "unnamed"
+
+
+def versions() -> dict[str, str]:
+    """The versions of Python and of the packages that change a score."""
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("winoeval", "torch", "diffusers", "transformers", "open_clip_torch", "datasets", "accelerate",
+                 "pluggy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_hash() -> str | None:
+    """The commit of the winoeval checkout running (None for an installed wheel)."""
+    import subprocess
+
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+def build_results(config, scorer, task, records: list[dict], *, model_plugin: str, task_plugin: str,
+                  model_fp: str | None = None, task_fp: dict[str, Any] | None = None,
+                  run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The results dict of one model on one task (``config`` a RunConfig, ``scorer`` the resolved
+    ScorerConfig, ``task`` the TaskData, ``records`` the examples' records in task order)."""
+    import dataclasses
+
+    from . import metrics
+
+    scored = [r for r in records if "skipped" not in r]
+    task_metrics = metrics.compute(task.metric, scored, task.class_names, task.breakdowns,
+                                   macro=getattr(task, "macro", None))
+    task_metrics["metric"] = task.metric
+    skipped = [{"id": r["id"], "reason": r["skipped"]} for r in records if "skipped" in r]
+    task_metrics["skipped"] = len(skipped)
+    cfg = config.to_dict()
+    cfg["scorer"] = dataclasses.asdict(scorer)
+    cfg.pop("scorer_args", None)
+    return metrics.json_safe({  # NaN (a metric over zero examples) becomes null: strict JSON
+        "config": cfg,
+        "model": {"name": config.model, "plugin": model_plugin, "fingerprint": model_fp},
+        "task": {"name": config.task, "dataset": task.name, "plugin": task_plugin, "size": task.size,
+                 "examples": len(records), "class_names": task.class_names, "fingerprint": task_fp or {}},
+        "results": {config.task: task_metrics},
+        "skipped": skipped,
+        "run": run_info or {},
+        "versions": versions(),
+        "git_hash": git_hash(),
+    })
+
+
+def write_outputs(results: dict[str, Any], records_by_task: dict[str, list[dict]], output_dir: Path,
+                  log_samples: bool) -> tuple[Path, dict[str, Path]]:
+    """``results_<stamp>.json`` (+ with ``log_samples`` ``samples_<stamp>.jsonl``, or for a run of several
+    tasks one ``samples_<task>_<stamp>.jsonl`` per task), never overwriting: each name is claimed
+    atomically, so two runs finishing in the same second both keep their files. The samples files are
+    written first: a results file never exists without its samples files. Returns the paths."""
+    import datetime as _dt
+
+    from .storage import claim_new
+
+    results_text = json.dumps(results, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    samples = {task: "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in records)
+               for task, records in records_by_task.items()} if log_samples else {}
+    several = len(records_by_task) > 1
+    base = _dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    for n in range(1, 10_000):
+        stamp = base if n == 1 else f"{base}-{n}"
+        results_path = output_dir / f"results_{stamp}.json"
+        samples_paths = {task: output_dir / (f"samples_{safe_name(task)}_{stamp}.jsonl" if several
+                                             else f"samples_{stamp}.jsonl") for task in samples}
+        if results_path.exists() or any(p.exists() for p in samples_paths.values()):
+            continue
+        claimed: list[Path] = []
+        for task, path in samples_paths.items():
+            if not claim_new(path, samples[task]):
+                break
+            claimed.append(path)
+        else:
+            if claim_new(results_path, results_text):
+                return results_path, samples_paths
+        for path in claimed:  # lost a race for one of the names: give ours back, try the next stamp
+            path.unlink(missing_ok=True)
+    raise RuntimeError(f"could not find a free results file name in {output_dir}")

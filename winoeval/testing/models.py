@@ -253,10 +253,12 @@ def make_tiny_flux_pipeline(path: str | Path, sample_size: int = 8, *, guidance_
     return path
 
 
-def make_tiny_dit_pipeline(path: str | Path, sample_size: int = 8, *, num_classes: int = 10, seed: int = 0) -> Path:
+def make_tiny_dit_pipeline(path: str | Path, sample_size: int = 8, *, num_classes: int = 10,
+                           class_names: list[str] | None = None, seed: int = 0) -> Path:
     """Save a tiny random-weight ``DiTPipeline`` (2-layer DiT, patch 2, learned σ: 8 output channels for 4
     latent channels, ``num_classes`` classes + the null class, DDIM scheduler with DiT's linear betas,
-    ``id2label`` = the first ImageNet class names, each with a synonym "dit-class-N") to ``path``. Latents 4 × ``sample_size``²; images (2·``sample_size``)² px."""
+    ``id2label`` = ``class_names`` (e.g. the first ImageNet names of :func:`winoeval.tasks.imagenet.class_names`;
+    default "class N"), each with a synonym "dit-class-N") to ``path``. Latents 4 × ``sample_size``²; images (2·``sample_size``)² px."""
     import torch
     from diffusers import DDIMScheduler, DiTPipeline, DiTTransformer2DModel
 
@@ -271,11 +273,10 @@ def make_tiny_dit_pipeline(path: str | Path, sample_size: int = 8, *, num_classe
     pipe = DiTPipeline(transformer=transformer, vae=vae, scheduler=scheduler)
     pipe.save_pretrained(path)
     # the hub's DiT folders carry id2label in model_index.json (DiTPipeline.__init__ reads it from there)
-    from winoeval.tasks.imagenet import class_names
-
+    names = list(class_names or [f"class {i}" for i in range(num_classes)])
     index_path = path / "model_index.json"
     index = json.loads(index_path.read_text())
-    index["id2label"] = {str(i): f"{class_names()[i]}, dit-class-{i}" for i in range(num_classes)}
+    index["id2label"] = {str(i): f"{names[i]}, dit-class-{i}" for i in range(num_classes)}
     index_path.write_text(json.dumps(index, indent=2))
     return path
 

@@ -33,6 +33,48 @@ if TYPE_CHECKING:  # pragma: no cover
 OBJECTIVES = ("epsilon", "v_prediction", "flow")
 
 
+class EpsilonObjective:
+    """ε-prediction on a discrete schedule ᾱ_0 … ᾱ_{T−1} (``alphas_cumprod``, read once in float64)."""
+
+    name = "epsilon"
+
+    def __init__(self, alphas_cumprod: "torch.Tensor"):
+        self.alphas_cumprod = alphas_cumprod.detach().double().cpu()
+        self.grid = self.alphas_cumprod
+        self.num_train_timesteps = len(self.grid)
+
+    def noised(self, z0: "torch.Tensor", t: "torch.Tensor", eps: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(x_t, target) of rows with clean latents z0, timesteps t and noise ε, in float32."""
+        return noised_and_target(self.name, self.grid, z0, t, eps)
+
+    def snr(self, t: "torch.Tensor") -> "torch.Tensor":
+        return snr(self.name, self.grid, t)
+
+
+class VPredictionObjective(EpsilonObjective):
+    """v-prediction: the same x_t, target v = √ᾱ_t·ε − √(1−ᾱ_t)·z0."""
+
+    name = "v_prediction"
+
+
+class FlowObjective(EpsilonObjective):
+    """Rectified flow: x_σ = (1−σ_t)·z0 + σ_t·ε, target ε − z0; ``sigmas`` (T,) rise with t."""
+
+    name = "flow"
+
+    def __init__(self, sigmas: "torch.Tensor"):
+        self.sigmas = sigmas.detach().double().cpu()
+        self.grid = self.sigmas
+        self.num_train_timesteps = len(self.grid)
+
+
+def objective_for(model: Any) -> EpsilonObjective:
+    """The objective object of a model, from its ``objective`` attribute and its noise grid."""
+    name = objective_of(model)
+    grid = noise_grid(model, name)
+    return {"epsilon": EpsilonObjective, "v_prediction": VPredictionObjective, "flow": FlowObjective}[name](grid)
+
+
 def objective_of(model: Any) -> str:
     """The model's declared objective (``"epsilon"`` when it declares none)."""
     objective = getattr(model, "objective", "epsilon") or "epsilon"
