@@ -202,3 +202,17 @@ def flat_unpack(cond, shapes: list[tuple[int, ...]]) -> list:
         out.append(cond[:, start:start + n].reshape(cond.shape[0], *shape))
         start += n
     return out
+
+
+def decode_to_pil(vae, latents) -> list:
+    """VAE latents (scaled, shifted) → RGB PIL images, decoded in float32."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    with torch.inference_mode():
+        z = latents.float().to(next(vae.parameters()).device) / float(vae.config.scaling_factor) + shift
+        x = vae.decode(z.to(next(vae.parameters()).dtype)).sample.float()
+    pix = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(np.ascontiguousarray(p), mode="RGB") for p in pix]

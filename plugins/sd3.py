@@ -114,6 +114,19 @@ class SD3Denoiser:
                                     pooled_projections=pooled, return_dict=False)[0]
 
 
+    def sample(self, label: str, n: int, guidance: float = 2.0, seed: int = 0, steps: int = 28) -> list:
+        """``n`` images of the prompt ``label``: the pipeline's own flow-matching Euler sampler (``steps``
+        steps) with classifier-free guidance v̂ = (1 + w)·v(c) − w·v(∅) (diffusers' guidance_scale = 1 + w),
+        then the VAE decoder in float32."""
+        import torch
+
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        latents = self.pipe(prompt=[label] * n, num_inference_steps=int(steps), guidance_scale=1.0 + float(guidance),
+                            height=self.resolution, width=self.resolution, generator=gen, output_type="latent",
+                            max_sequence_length=self.max_sequence_length).images
+        return common.decode_to_pil(self.vae, latents)
+
+
 def load(source: str | None, config) -> SD3Denoiser:
     if not source:
         raise ConfigError("sd3 needs a hub id or a local folder: --model sd3:stabilityai/stable-diffusion-3-medium-"

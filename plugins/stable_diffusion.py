@@ -323,6 +323,20 @@ def resolve_source(source: str, revision: str | None = None) -> tuple[str, bool,
     return source, False, (True if builtin else None)
 
 
+def _refuse_missing_weights(pipe, where: str) -> None:
+    """A component file that lacks some tensors leaves them uninitialised on the meta device (diffusers
+    only warns); refuse it here, naming the component and the tensors, instead of failing later."""
+    for name, component in getattr(pipe, "components", {}).items():
+        params = getattr(component, "named_parameters", None)
+        if not callable(params):
+            continue
+        missing = [n for n, t in params() if getattr(t, "is_meta", False)]
+        if missing:
+            raise ConfigError(f"could not load the diffusers pipeline in {where}: its {name} lacks {len(missing)} "
+                              f"weight(s) (first: {missing[0]}); the folder's {name} files are damaged or from "
+                              f"another model")
+
+
 def load_pipeline(source: str, *, dtype, revision: str | None = None, variant: str | None = None):
     """``StableDiffusionPipeline.from_pretrained`` with only the components winoeval needs."""
     from winoeval.hub import HubUnavailableError, offline_requested
@@ -331,10 +345,14 @@ def load_pipeline(source: str, *, dtype, revision: str | None = None, variant: s
     from diffusers import StableDiffusionPipeline
 
     try:
-        return StableDiffusionPipeline.from_pretrained(
+        pipe = StableDiffusionPipeline.from_pretrained(
             where, **{_dtype_kwarg(): dtype}, use_safetensors=use_safetensors, revision=revision, variant=variant,
             safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
             trust_remote_code=False)
+        _refuse_missing_weights(pipe, where)
+        return pipe
+    except ConfigError:
+        raise
     except (OSError, ValueError) as exc:  # EnvironmentError and the hub's not-found errors are OSErrors
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if local:
@@ -343,6 +361,11 @@ def load_pipeline(source: str, *, dtype, revision: str | None = None, variant: s
             raise HubUnavailableError(f"could not load Stable Diffusion weights {source!r}: offline, and the local "
                                       f"cache lacks some of its files ({first}). To fix: {hub_help(source)}") from None
         raise
+    except Exception as exc:  # a damaged local file: safetensors, torch and json raise many types
+        if not local or isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"could not load the diffusers pipeline in {where}: {type(exc).__name__}: {first}") from None
 
 
 def _dtype_kwarg() -> str:

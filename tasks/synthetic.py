@@ -32,15 +32,15 @@ def render(text: str, sigma: float, key: str):
     return Image.fromarray(pixels, "RGB")
 
 
-def _sigma(argument: str | None) -> float:
+def _sigma(argument: str | None, task: str = "colors") -> float:
     from winoeval.config import ConfigError
 
     try:
         sigma = float(argument) if argument else DEFAULT_SIGMA
     except ValueError:
-        raise ConfigError(f"expected a noise level after ':' (e.g. colors:0.3), got {argument!r}") from None
+        raise ConfigError(f"{task}:SIGMA: expected a noise level after ':' (e.g. {task}:0.3), got {argument!r}") from None
     if not 0 <= sigma < float("inf"):
-        raise ConfigError(f"the noise level after ':' must be a finite number >= 0, got {argument!r}")
+        raise ConfigError(f"{task}:SIGMA: the noise level after ':' must be a finite number >= 0, got {argument!r}")
     return sigma
 
 
@@ -56,7 +56,7 @@ def load_colors(argument, config) -> TaskData:
 
 
 def load_toy_winoground(argument, config) -> TaskData:
-    sigma = _sigma(argument)
+    sigma = _sigma(argument, "toy-winoground")
     colours = ["red", "green", "blue", "yellow"]
     pairs = list(itertools.combinations(colours, 2))
 

@@ -291,3 +291,12 @@ def test_a_folder_of_the_wrong_pipeline_is_refused(pipes):
         _load("sd3", pipes["flux"])
     with pytest.raises(ConfigError, match="not a DiTPipeline"):
         _load("dit", pipes["sd3"])
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux"])
+def test_flow_models_sample_through_their_pipeline(pipes, kind):
+    model = _load(kind, pipes[kind])
+    images = model.sample("a red cube", n=2, guidance=1.0, seed=3, steps=2)
+    again = model.sample("a red cube", n=2, guidance=1.0, seed=3, steps=2)
+    assert [im.size for im in images] == [(16, 16)] * 2 and all(im.mode == "RGB" for im in images)
+    assert [im.tobytes() for im in images] == [im.tobytes() for im in again]  # seeded

@@ -122,9 +122,9 @@ class Example:
     - ``id``: a non-empty string, unique within the task and stable across runs: the noise of an
       example is derived from (seed, id), and the resume cache is keyed by it.
     - ``images``: a list, or a zero-argument callable returning one (decode lazily; the runner
-      calls it inside a guard, so an unreadable image — OSError/ValueError — becomes an error naming
-      the example, or a counted skip with ``--skip-bad``). Iterating the task twice must give the
-      same images.
+      calls it inside a guard, so an unreadable image — any exception of the loader — becomes an
+      error naming the example, or a counted skip with ``--skip-bad``). Iterating the task twice must
+      give the same images.
     - ``texts``: non-empty strings (``""`` is reserved for the unconditional condition).
     - ``metric="winoground"``: exactly 2 images and 2 texts, image i matches text i, ``label=None``.
       Scores s[i][j] = s(text j, image i); text score: s[0][0] > s[0][1] and s[1][1] > s[1][0];

@@ -39,8 +39,16 @@ def score_matrix(records: Sequence[dict]):
         if len(scores) != 1:
             raise CalibrationError(f"example {r.get('id')!r} has {len(scores)} images: calibration needs a "
                                    f"classification run (one image, K candidate texts)")
-        rows.append([-math.inf if v is None else float(v) for v in scores[0]])
-        labels.append(int(r["label"]))
+        row = [-math.inf if v is None else float(v) for v in scores[0]]
+        label = r["label"]
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(row):
+            raise CalibrationError(f"example {r.get('id')!r} has label {label!r}, not a class index in 0..{len(row) - 1} "
+                                   f"(its {len(row)} candidate texts); fix the task's data and rerun it")
+        if any(math.isnan(v) or v == math.inf for v in row):
+            raise CalibrationError(f"example {r.get('id')!r} has a NaN or +inf score; rerun it (the runner refuses "
+                                   f"non-finite scores)")
+        rows.append(row)
+        labels.append(label)
     if not rows:
         return np.zeros((0, 0)), np.zeros(0, dtype=int)
     widths = {len(r) for r in rows}
@@ -198,6 +206,8 @@ def calibrate(records: Sequence[dict], fit_fraction: float = 0.5, seed: int = 0,
     """Fit τ on a seeded ``fit_fraction`` of the records; ECE and NLL before/after on the rest."""
     import numpy as np
 
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise CalibrationError(f"--bins must be a whole number of bins, at least 1, got {n_bins!r}")
     scores, labels = score_matrix(records)
     fit_idx, eval_idx = split_indices(len(labels), fit_fraction, seed)
     finite = np.isfinite(scores)

@@ -16,14 +16,7 @@ def _ints(value: str | None, option: str) -> tuple[int, ...] | None:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint=option) from None
 
 
-def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
-        out[key] = value
-    return out
+from .options import FINITE_FLOAT, key_values as _key_values  # noqa: E402  (KEY=VALUE options: empty values and repeats refused)
 
 
 def as_click_error(exc: BaseException) -> click.ClickException | None:
@@ -145,9 +138,15 @@ cli.command_class = WinoevalCommand
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Shard the examples over N local processes, then gather one results file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--rehash", is_flag=True, help="Read every weight and data file again to fingerprint it, ignoring "
+                                             "the remembered hashes (same as WINOEVAL_REHASH=1).")
+@click.option("--max-pixels", type=click.IntRange(min=0),
+              help="Refuse images larger than this many pixels (width × height) before decoding them, as bad "
+                   "examples (--skip-bad skips them); 0: no limit. [default: 89478485, PIL's]")
 @click.pass_context
 def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_variance, noise, timesteps, loss, normalize, batch_size, compile_, device, dtype, seed, limit,
-        data_dir, output_path, log_samples, log_errors, skip_bad, model_arg, task_arg, num_processes, quiet) -> None:
+        data_dir, output_path, log_samples, log_errors, skip_bad, model_arg, task_arg, num_processes, quiet, rehash,
+        max_pixels) -> None:
     """Evaluate MODEL on one or more tasks; print a markdown table and write
     OUTPUT/<model>/results_<timestamp>.json.
 
@@ -160,11 +159,13 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
     from .report import markdown_table
     from .runner import prepare, remove_if_empty, run_tasks
 
-    task_names = [t.strip() for value in tasks for t in value.split(",") if t.strip()]
+    from .options import set_run_env, split_tasks
+
+    set_run_env(rehash=rehash, max_pixels=max_pixels)  # read by winoeval.fingerprint / winoeval.localdata
+
+    task_names = split_tasks(tasks)  # a task given twice (blanks ignored) is refused before computing
     if not task_names:
         raise click.UsageError("give a task with --task/-t")
-    if len(set(task_names)) != len(task_names):
-        raise click.UsageError(f"a task is given twice in --task ({', '.join(task_names)})")
     from .groups import expand
 
     # task groups (compositional, zeroshot, @suite.txt) → their tasks, each with its --data-dir folder
@@ -344,7 +345,7 @@ def train() -> None:
 @cli.command()
 @click.option("--model", "-m", required=True, help="A model whose plugin can sample (e.g. mnist-unet).")
 @click.option("--label", "--prompt", "label", required=True, help="The text/class (or prompt) to condition on.")
-@click.option("--guidance", default=2.0, show_default=True, type=float, help="Classifier-free guidance weight w.")
+@click.option("--guidance", default=2.0, show_default=True, type=FINITE_FLOAT, help="Classifier-free guidance weight w.")
 @click.option("--n", "n", default=16, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)

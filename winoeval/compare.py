@@ -57,6 +57,10 @@ def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, htm
     compared task by task (each output file then gets the task's name before its extension), then
     in one table of every task's headline score, and --plot also draws that table as one figure.
     """
+    from .options import check_output_file
+
+    for path, option in ((plot_path, "--plot"), (html_path, "--html"), (csv_path, "--csv"), (json_path, "--json")):
+        check_output_file(path, option)  # before any work, not after it
     try:
         files = [f for p in results for f in pick_results(Path(p))]  # a folder: the newest run of each model
         if len(files) < 2:
@@ -170,7 +174,8 @@ def _compare_runs(runs, *, labels, pairs, strict, n_boot, seed, data_dir, no_ima
 @click.option("--fit-fraction", default=0.5, show_default=True, type=float,
               help="Part of the examples the temperature is fitted on; the rest is held out.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fit/held-out split.")
-@click.option("--bins", "n_bins", default=N_BINS, show_default=True, type=int, help="ECE bins (equal width).")
+@click.option("--bins", "n_bins", default=N_BINS, show_default=True, type=click.IntRange(min=1),
+              help="ECE bins (equal width), at least 1.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the reports as JSON.")
 def calibrate_command(results, fit_fraction, seed, n_bins, json_path) -> None:
     """Fit the softmax temperature τ of classification runs (p = softmax(score/τ)).
@@ -179,8 +184,10 @@ def calibrate_command(results, fit_fraction, seed, n_bins, json_path) -> None:
     expected calibration error and NLL before (τ = 1) and after, on held-out examples.
     """
     from .calibration import CalibrationError, calibrate
+    from .options import check_output_file
     from .report import calibration_markdown
 
+    check_output_file(json_path, "--json")
     reports = []
     try:
         runs = []

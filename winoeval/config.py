@@ -131,9 +131,10 @@ class RunConfig:
             if isinstance(self.limit, float) and self.limit.is_integer() and self.limit >= 1:
                 self.limit = int(self.limit)
             fraction = isinstance(self.limit, float) and 0 < self.limit < 1
-            if not fraction and not (isinstance(self.limit, int) and self.limit >= 1):
-                raise ConfigError(f"--limit must be a count (1, 2, …) or a fraction in (0, 1) such as 0.1, "
-                                  f"got {self.limit}")
+            if not fraction and not (isinstance(self.limit, int) and 1 <= self.limit <= 2**63 - 1):
+                shown = f"{self.limit:g}" if isinstance(self.limit, (int, float)) else repr(self.limit)
+                raise ConfigError(f"--limit must be a count (1, 2, …, at most 2**63-1) or a fraction in (0, 1) "
+                                  f"such as 0.1, got {shown}")
 
     def resolve_paths(self) -> None:
         """``--data-dir`` as an absolute path (a results file must find it from anywhere), checked."""

@@ -165,6 +165,10 @@ def load_images(run, ids: Sequence[str], data_dir: str | None = None
                            data_dir=data_dir or cfg.get("data_dir"), task_args=dict(cfg.get("task_args") or {}))
         task = entry.loader(arg, config)
         class_names = list(task.class_names or task.texts or []) or None
+        mismatch = data_mismatch(run, config, task, data_dir)
+        if mismatch is not None and mismatch[0]:
+            return found, class_names, mismatch[1]  # another dataset: no images rather than wrong ones
+        note = mismatch[1] if mismatch is not None else None
         for example in task.examples():
             eid = str(example.id)
             if eid not in wanted or eid in found:
@@ -182,8 +186,38 @@ def load_images(run, ids: Sequence[str], data_dir: str | None = None
     missing = len(wanted) - len(found)
     if missing:
         detail = f"; unreadable: {', '.join(failed[:3])}" if failed else ""
-        return found, class_names, f"{missing} example(s) have no image in the HTML report{detail}"
-    return found, class_names, None
+        return found, class_names, f"{missing} example(s) have no image in the HTML report{detail}" + \
+            (f"; {note}" if note else "")
+    return found, class_names, note
+
+
+def data_mismatch(run, config, task, data_dir: str | None) -> tuple[bool, str] | None:
+    """Whether the data the report would show is the data the run evaluated, by the task fingerprint
+    the run recorded (``task.fingerprint``: the task's own and the content hash of its ``--data-dir``)
+    against the same fingerprint of the data found now. ``(True, why)``: it differs (show no images);
+    ``(False, note)``: it cannot be checked (nothing recorded in common); None: it matches."""
+    from .runner import task_fingerprint
+
+    recorded = run.results.get("task", {}).get("fingerprint")
+    try:
+        current = task_fingerprint(config, task)
+    except OSError as exc:
+        return True, f"could not fingerprint the data to check it ({exc}); no images shown"
+    if recorded == current:
+        return None
+    if not isinstance(recorded, dict) or not recorded:
+        return False, "the run recorded no task fingerprint, so the images' data could not be checked against it"
+    shared = sorted(set(recorded) & set(current))
+    if not shared:
+        return False, (f"the data could not be checked against the run (it recorded {', '.join(sorted(recorded))}, "
+                       f"this data has {', '.join(sorted(current)) or 'no fingerprint'})")
+    differ = [k for k in shared if recorded[k] != current[k]]
+    if differ:
+        where = f"--data-dir {data_dir}" if data_dir else f"the run's data folder {config.data_dir!r}"
+        detail = "; ".join(f"{k}: recorded {str(recorded[k])[:20]}…, now {str(current[k])[:20]}…" for k in differ)
+        return True, (f"no images in the HTML report: {where} is not the data the run evaluated (the task "
+                      f"fingerprint differs: {detail}); pass the folder the run used, or --no-images")
+    return None
 
 
 def _score(v: float | None) -> str:

@@ -140,6 +140,10 @@ def _read_samples(samples: Path, results_path: Path, results: dict[str, Any]) ->
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise CompareError(f"{samples}:{n}: not valid JSON ({exc.msg})") from None
+            problem = sample_problem(record)
+            if problem:
+                raise CompareError(f"{samples}:{n}: not a sample record written by `winoeval run` ({problem}); "
+                                   f"rerun the run with --log-samples to write it again")
             eid = str(record["id"])
             if "skipped" in record:
                 skipped.append(eid)
@@ -147,6 +151,62 @@ def _read_samples(samples: Path, results_path: Path, results: dict[str, Any]) ->
             else:
                 records[eid] = record
     return records, skipped
+
+
+def results_problem(results: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a results file's top level, or None."""
+    model = results.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        return "'model' is not an object with a 'name'"
+    if isinstance(results.get("tasks"), dict):
+        if not results["tasks"] or not all(isinstance(v, dict) for v in results["tasks"].values()):
+            return "'tasks' is not an object of task objects"
+    else:
+        task = results.get("task")
+        if not isinstance(task, dict) or not isinstance(task.get("name"), str):
+            return "'task' is not an object with a 'name'"
+    for key in ("results", "config"):
+        if key in results and not isinstance(results[key], dict):
+            return f"{key!r} is not an object"
+    if isinstance(results.get("results"), dict) and not all(isinstance(v, dict) for v in results["results"].values()):
+        return "'results' is not an object of per-task objects"
+    return None
+
+
+def _is_number_or_null(v: Any) -> bool:
+    import math
+
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+
+def sample_problem(record: Any) -> str | None:
+    """What is wrong with one line of a samples file, or None: an object with a string ``id`` and either
+    ``skipped`` or ``scores`` (rows of finite numbers or null for pruned) and ``verdicts`` (an object)."""
+    if not isinstance(record, dict):
+        kind = {type(None): "null", bool: "true/false", int: "number", float: "number", str: "string",
+                list: "list"}.get(type(record), type(record).__name__)
+        return f"a JSON {kind}, not an object"
+    if not isinstance(record.get("id"), str) or not record["id"]:
+        return f"its id is {record.get('id')!r}, not a non-empty string"
+    if "skipped" in record:
+        return None
+    scores = record.get("scores")
+    if not isinstance(scores, list) or not scores or not all(
+            isinstance(row, list) and row and all(_is_number_or_null(v) for v in row) for row in scores):
+        return f"example {record['id']!r}: 'scores' is not a list of rows of finite numbers"
+    if len({len(row) for row in scores}) != 1:
+        return f"example {record['id']!r}: the rows of 'scores' have different lengths"
+    verdicts = record.get("verdicts")
+    if not isinstance(verdicts, dict):
+        return f"example {record['id']!r}: 'verdicts' is not an object"
+    wrong = [k for k in ("correct", *WINOGROUND_METRICS) if k in verdicts and not isinstance(verdicts[k], bool)]
+    if wrong:
+        return f"example {record['id']!r}: 'verdicts' has non-true/false values for {', '.join(wrong)}"
+    label = record.get("label")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int)
+                              or not 0 <= label < len(scores[0])):
+        return f"example {record['id']!r}: label {label!r} is not a class index in 0 … {len(scores[0]) - 1}"
+    return None
 
 
 def load_runs(path: str | Path) -> list[Run]:
@@ -164,6 +224,10 @@ def load_file_runs(results_path: Path) -> list[Run]:
         raise CompareError(f"{results_path}: cannot read the results file ({exc})") from None
     if not isinstance(results, dict) or "model" not in results or not ("task" in results or "tasks" in results):
         raise CompareError(f"{results_path}: not a winoeval results file (no 'model', or no 'task'/'tasks')")
+    problem = results_problem(results)
+    if problem:
+        raise CompareError(f"{results_path}: not a results file written by `winoeval run` ({problem}); pass the "
+                           f"results_<stamp>.json a run wrote")
     several = isinstance(results.get("tasks"), dict)
     runs = []
     for task in task_names(results):

@@ -29,6 +29,7 @@ from .errors import ConfigError, UserError
 from .records import score_records
 from .results import build_results, safe_name, write_outputs
 from .storage import ShardedCache, check_output_dir, remove_created, remove_stale_tmp
+from .validate import check_example
 
 CACHE_DIR = ".cache"
 
@@ -161,6 +162,7 @@ def scan_ids(task: TaskData, limit: int | None) -> list[str]:
             raise ConfigError(f"task {task.name!r}: example id {example.id!r} occurs twice (positions "
                               f"{first[example.id]} and {position}); ids must be unique (fix the task plugin "
                               f"or its data)")
+        check_example(task.name, task.metric, example, position)  # labels and texts (winoeval.validate)
         first[example.id] = position
         order.append(example.id)
     return order

@@ -580,7 +580,7 @@ def _check_plugin_command() -> click.Command:
         Prints one line per broken rule, naming the rule and the fix, and exits with status 1 if any;
         `ok` lines otherwise. A model is checked on the images and texts of a task's first examples."""
         from winoeval import registry
-        from winoeval.cli import _key_values
+        from winoeval.options import key_values
         from winoeval.config import ConfigError, RunConfig
 
         models, tasks = registry.models(), registry.tasks()
@@ -606,8 +606,8 @@ def _check_plugin_command() -> click.Command:
                                        f"{plugin!r} registers none), e.g. --task colors for analytic")
         try:
             config = RunConfig(model=name if as_model else "-", task=task_name or name, device=device, dtype=dtype,
-                               data_dir=data_dir, model_args=_key_values(model_arg, "--model-arg"),
-                               task_args=_key_values(task_arg, "--task-arg"))
+                               data_dir=data_dir, model_args=key_values(model_arg, "--model-arg"),
+                               task_args=key_values(task_arg, "--task-arg"))
             if as_model:
                 _check_declared(registry.resolve("model", name)[0], config.model_args, "--model-arg")
             if task_name:

@@ -1,0 +1,40 @@
+"""What a task hands the runner, checked before any model loads (a leaf module: it imports only
+winoeval.errors).
+
+The contract is :class:`winoeval.api.Example`'s: every example of a classification (or 1 × K ``choice``)
+task has a label that is the index of its true text (an ``int``, not a bool, in ``0 … len(texts) - 1``),
+and every candidate text is a non-empty string. A label of ``-1`` or ``None`` would otherwise be counted
+as the last class in the per-class accuracy and in ``calibrate``'s NLL, or stop the run with an error
+that names nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ConfigError
+
+
+class ExampleContractError(ConfigError):
+    """An example that breaks the task contract; the message names the task, the example and the fix."""
+
+
+def check_example(task_name: str, metric: str, example: Any, position: int) -> None:
+    """Refuse an example whose label or texts break the contract of its task's ``metric``."""
+    where = f"task {task_name!r}: example {example.id!r} (position {position})"
+    texts = example.texts
+    if not isinstance(texts, (list, tuple)) or not texts:
+        raise ExampleContractError(f"{where} has texts {texts!r}; an example needs a non-empty list of candidate "
+                                   f"texts (fix the task plugin or its data)")
+    for text in texts:
+        if not isinstance(text, str) or not text:
+            raise ExampleContractError(f"{where} has the candidate text {text!r}; texts must be non-empty strings "
+                                       f"(fix the task plugin or its data)")
+    label = example.label
+    if metric in ("classification", "choice"):
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(texts):
+            raise ExampleContractError(f"{where} has label {label!r}; a {metric} label must be the index of the true "
+                                       f"text, in 0 … {len(texts) - 1} ({len(texts)} candidate texts): fix the task's "
+                                       f"data (or drop the example)")
+    elif metric == "winoground" and len(texts) != 2:
+        raise ExampleContractError(f"{where} has {len(texts)} texts; a Winoground example has exactly 2 captions")
