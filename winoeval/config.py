@@ -72,7 +72,8 @@ class ScorerConfig:
             try:
                 self.batch_size = int(self.batch_size)
             except (TypeError, ValueError):
-                raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {self.batch_size!r}") from None
+                raise ConfigError(f"--batch-size must be a positive integer or 'auto', "
+                                  f"got {self.batch_size!r}") from None
             if self.batch_size <= 0:
                 raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {self.batch_size}")
 

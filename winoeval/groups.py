@@ -25,10 +25,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-HEADLINE = {"choice": "accuracy", "classification": "accuracy", "winoground": "text"}
-
-
 from .errors import UsageError
+
+HEADLINE = {"choice": "accuracy", "classification": "accuracy", "winoground": "text"}
 
 
 class GroupError(UsageError, ValueError):
@@ -106,7 +105,8 @@ def expand(names: list[str], data_dir: str | None = None) -> tuple[list[str], di
 def headline(m: dict[str, Any]) -> tuple[str, float | None, int]:
     key = HEADLINE.get(m.get("metric"), "accuracy")
     value = m.get(key)
-    return key, (None if value is None or (isinstance(value, float) and math.isnan(value)) else value), int(m.get("n") or 0)
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return key, (None if missing else value), int(m.get("n") or 0)
 
 
 def summarize(results: dict[str, Any], groups: dict[str, list[str]]) -> dict[str, Any]:
@@ -136,7 +136,8 @@ def group_table_lines(results: dict[str, Any]) -> list[str]:
              "|---|---|---:|---:|---:|---:|"]
     model = results["model"]["name"]
     for group, s in results.get("groups", {}).items():
-        lines.append(f"| {model} | {group} | {len(s['tasks'])} | {s['n']} | {_pct(s['mean'])} | {_pct(s['weighted'])} |")
+        lines.append(f"| {model} | {group} | {len(s['tasks'])} | {s['n']} | {_pct(s['mean'])} | "
+                     f"{_pct(s['weighted'])} |")
     lines.append("(each task's headline: accuracy; text score for Winoground-format tasks)")
     return lines
 

@@ -507,8 +507,9 @@ def render_html(comp: dict[str, Any], runs, ids: Sequence[str], images: dict[str
                     if winoground else "the score of the predicted class (higher = better match), and the true "
                     "label's score when the prediction is wrong")
     legend = (f'<p class="legend"><b class="best">Bold</b> in the summary: the best model for that subset and metric '
-              f'(only a strict best: a tie bolds nothing). Per example: {score_legend}. <span class="stripe"></span> Orange stripe '
-              f'on the left: the models disagree on this example (on any verdict{"" if winoground else ": one right, one wrong"}). '
+              f'(only a strict best: a tie bolds nothing). Per example: {score_legend}. '
+              f'<span class="stripe"></span> Orange stripe on the left: the models disagree on this example '
+              f'(on any verdict{"" if winoground else ": one right, one wrong"}). '
               f'Click an image to enlarge it; the filter state is in the address (e.g. <code>#show=disagree</code>), '
               f'so a link opens the same view.</p>')
     calibration = ""

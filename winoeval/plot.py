@@ -137,7 +137,8 @@ def _group_label(group: dict[str, Any]) -> str:
     text = group["value"]
     for alias in group["aliases"]:
         key, _, value = alias.partition("=")
-        text += f"\n(= {key.replace('_', ' ')} {value})" if value != group["value"] else f"\n(= {key.replace('_', ' ')})"
+        name = key.replace('_', ' ')
+        text += f"\n(= {name} {value})" if value != group["value"] else f"\n(= {name})"
     return f"{text}\nn={group['n']}"
 
 
