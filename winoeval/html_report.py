@@ -29,6 +29,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from .metrics import pct
 from .plot import short_labels
 from .results import BINARY, METRIC_TITLES
 
@@ -231,10 +232,6 @@ def _mark(ok: bool) -> str:
     return '<span class="ok">✓</span>' if ok else '<span class="bad">✗</span>'
 
 
-def _pct(v: float | None) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
-
 def _pp(v: float) -> str:
     """A difference in percentage points, signed; no "-0.0"."""
     text = f"{100 * v:+.1f}"
@@ -379,8 +376,8 @@ def summary_table(comp: dict[str, Any], names: dict[str, str]) -> str:
             for k, x in enumerate(labels):
                 v = values[x]
                 cls = ' class="best"' if k == best else ""
-                cells.append(f'<td{cls}>{_pct(v["value"])}<br><span class="ci">[{_pct(v["ci95"][0])}, '
-                             f'{_pct(v["ci95"][1])}]</span></td>')
+                cells.append(f'<td{cls}>{pct(v["value"])}<br><span class="ci">[{pct(v["ci95"][0])}, '
+                             f'{pct(v["ci95"][1])}]</span></td>')
         out.append(f'<tr><td class="l">{_e(subset)}</td><td>{n_of[subset]}</td>{"".join(cells)}</tr>')
     out.append("</table>")
     return "".join(out)
@@ -450,7 +447,7 @@ def calibration_table(calibration: dict[str, dict]) -> str:
         tau = f"{r['tau']:.4g}" if r.get("tau") is not None and r.get("status", "fitted") == "fitted" \
             else f"none ({r.get('status', 'not fitted')}, see note)"
         out.append(f'<tr><td class="l">{_e(name)}</td><td>{tau}</td><td>{r["n_fit"]} / {r["n_eval"]}</td>'
-                   f'<td>{_pct(r["accuracy_eval"])}</td><td>{f(r["ece_before"])}</td><td>{f(r["ece_after"])}</td>'
+                   f'<td>{pct(r["accuracy_eval"])}</td><td>{f(r["ece_before"])}</td><td>{f(r["ece_after"])}</td>'
                    f'<td>{f(r["nll_before"])}</td><td>{f(r["nll_after"])}</td></tr>')
         notes += [f"{name}: {n}" for n in r.get("notes", [])]
     out.append("</table>")
