@@ -178,7 +178,8 @@ class StableDiffusionDenoiser:
                 eps = (x_t.float() - a * out.float()) / s.clamp_min(1e-8)
             return eps.to(self.dtype)
 
-    def sample(self, label: str, n: int, guidance: float = 2.0, seed: int = 0, steps: int = 50) -> list:
+    def sample(self, label: str, n: int, guidance: float = 2.0, seed: int = 0, steps: int = 50,
+               progress: bool = False) -> list:
         """``n`` images of the prompt ``label``: DDIM (η = 0, ``steps`` steps, on the pipeline's own
         schedule) with classifier-free guidance ε̂ = (1 + w)·ε(z, c) − w·ε(z, ∅), then the VAE decoder."""
         import numpy as np
@@ -194,7 +195,9 @@ class StableDiffusionDenoiser:
         gen = torch.Generator().manual_seed(int(seed))
         z = torch.randn((n, self.unet.config.in_channels, size, size), generator=gen).to(self.device)
         with torch.inference_mode():
-            for t in scheduler.timesteps:
+            from tqdm.auto import tqdm
+
+            for t in tqdm(scheduler.timesteps, desc=f"sampling {label!r}", unit="step", disable=not progress):
                 tt = torch.full((n,), int(t), dtype=torch.long)
                 if guidance:
                     eps2 = self.predict_noise(torch.cat([z, z]), torch.cat([tt, tt]), torch.cat([c, null])).float()

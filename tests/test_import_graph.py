@@ -135,7 +135,7 @@ def test_winoeval_has_no_import_cycle():
 # foundation, the settings and the scorer, never the orchestration, the renderers or the commands.
 LAYERS = {
     0: ["winoeval", "winoeval.errors", "winoeval.api", "winoeval.hookspecs", "winoeval.metrics", "winoeval.fingerprint",
-        "winoeval.sampling", "winoeval.scoring.objectives", "winoeval.testing.models",
+        "winoeval.sampling", "winoeval.verbosity", "winoeval.scoring.objectives", "winoeval.testing.models",
         "winoeval.testing.point_mass"],
     1: ["winoeval.config", "winoeval.storage", "winoeval.localdata", "winoeval.hub", "winoeval.training",
         "winoeval.options", "winoeval.validate"],

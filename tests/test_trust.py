@@ -411,7 +411,7 @@ def test_workers_exit_when_the_parent_dies(tmp_path, cli_env):
 
 @pytest.mark.parametrize("args, expected", [
     (["--device", "cuda:x"], "unknown --device 'cuda:x'"),
-    (["--model", "analytic:abc"], "analytic:SIGMA needs a number"),
+    (["--model", "analytic:abc"], "the argument is the noise sigma, a number, written analytic:sigma=S"),
     (["--model-arg", "checkpoint=missing.safetensors"], "no such file"),
     (["--model-arg", "checkpoint=NOTSAFE"], "not a safetensors file"),
     (["--task", "mnist:foo"], "unknown mnist subset 'foo'"),
@@ -622,7 +622,7 @@ def test_a_model_that_cannot_read_the_task_texts_stops_before_scoring(tmp_path):
 @pytest.mark.parametrize("task", ["colors:abc", "toy-winoground:-1"])
 def test_bad_synthetic_task_arguments_are_usage_errors(tmp_path, cli_env, task):
     res = _winoeval(["run", "-m", "analytic", "-t", task, "-o", str(tmp_path / "o")], cli_env)
-    assert res.returncode == 2 and "noise level after ':'" in res.stderr and "report it" not in res.stderr
+    assert res.returncode == 2 and "noise sigma" in res.stderr and "report it" not in res.stderr
 
 
 def test_data_dir_and_output_path_mistakes_name_the_option(tmp_path, cli_env):

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from .verbosity import options as verbosity_options
+
 
 def _ints(value: str | None, option: str) -> tuple[int, ...] | None:
     if value is None:
@@ -137,7 +139,7 @@ cli.command_class = WinoevalCommand
               help="Extra task option (repeatable), e.g. templates=FILE for zero-shot tasks.")
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Shard the examples over N local processes, then gather one results file.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@verbosity_options
 @click.option("--rehash", is_flag=True, help="Read every weight and data file again to fingerprint it, ignoring "
                                              "the remembered hashes (same as WINOEVAL_REHASH=1).")
 @click.option("--max-pixels", type=click.IntRange(min=0),
@@ -185,8 +187,11 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
                        task_args=_key_values(task_arg, "--task-arg"))
     prepared = []
     try:
-        for name in task_names:
-            prepared.append(prepare(dataclasses.replace(config, task=name, data_dir=group_dirs.get(name, data_dir))))
+        from .verbosity import status
+
+        with status("preparing the run (settings, device, tasks, output folder)"):
+            for name in task_names:
+                prepared.append(prepare(dataclasses.replace(config, task=name, data_dir=group_dirs.get(name, data_dir))))
         if confidence is not None and not early_stop:
             click.echo("warning: --confidence only applies with --early-stop; it is ignored", err=True)
         if early_variance is not None and not early_stop:
@@ -217,6 +222,9 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
     click.echo(f"\nresults: {out.results_path}{samples}"
                + f"\n({out.computed} example(s) computed, {out.reused} reused; resume cache "
                  f"{out.cache_path.parent if out.cache_path else '-'})", err=True)
+    from .verbosity import exit_now
+
+    exit_now(0)  # the files are written and closed: skip the libraries' slow teardown
 
 
 def _option_lines(entry, flag: str, indent: str) -> list[str]:
@@ -285,8 +293,9 @@ def info(name) -> None:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise click.UsageError(f"no model or task is called {name!r}{hint} (`winoeval list` shows them all)")
-    for kind, entry, flag in found:
-        click.echo(f"{entry.name}{':ARGUMENT' if entry.takes_argument else ''}  ({kind}, plugin {entry.plugin})")
+    for n, (kind, entry, flag) in enumerate(found):
+        click.echo(("\n" if n else "")
+                   + f"{entry.name}{':ARGUMENT' if entry.takes_argument else ''}  ({kind}, plugin {entry.plugin})")
         if entry.description:
             click.echo(f"  {entry.description}")
         for key in ("licence", "citation", "source", "group"):
@@ -294,6 +303,20 @@ def info(name) -> None:
                 click.echo(f"  {key}: {entry.extras[key]}")
         for line in _option_lines(entry, flag, "  "):
             click.echo(line)
+        about = _about(entry)
+        if about:
+            click.echo(f"\n  About (from {about[0]}):")
+            for line in about[1].splitlines():
+                click.echo(f"    {line}".rstrip())
+
+
+def _about(entry) -> tuple[str, str] | None:
+    """The documentation of the module that defines a plugin's loader (its full description), or None."""
+    import inspect
+
+    module = inspect.getmodule(getattr(entry.loader, "__wrapped__", entry.loader))
+    doc = inspect.getdoc(module) if module is not None else None
+    return (module.__name__, doc.strip()) if doc and doc.strip() else None
 
 
 @cli.command()
@@ -350,7 +373,8 @@ def train() -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG grid to write.")
-def sample(model, label, guidance, n, seed, device, out) -> None:
+@verbosity_options
+def sample(model, label, guidance, n, seed, device, out, quiet) -> None:
     """Draw class-conditional samples with classifier-free guidance, as a PNG grid."""
     import os
     from pathlib import Path
@@ -366,7 +390,10 @@ def sample(model, label, guidance, n, seed, device, out) -> None:
     entry, arg = registry.resolve("model", model)
     config = RunConfig(model=model, task="-", device=device)
     check_device(device)
-    loaded = entry.loader(arg, config)
+    from .verbosity import status
+
+    with status(f"loading model {model}", f"model {model} loaded"):
+        loaded = entry.loader(arg, config)
     if not hasattr(loaded, "sample"):
         raise click.UsageError(f"model {model!r} cannot sample (its plugin has no sample())")
     if hasattr(loaded, "encode_texts"):
@@ -376,10 +403,16 @@ def sample(model, label, guidance, n, seed, device, out) -> None:
             raise click.UsageError(f"--label {label!r}: {exc}") from None
     from .sampling import accepts, make_grid, sample_title
 
-    extra = {"progress": True} if accepts(loaded.sample, "progress") else {}  # a tqdm bar over the steps
-    images = loaded.sample(label=label, n=n, guidance=guidance, seed=seed, **extra)
-    make_grid(images, sample_title(model, label, guidance, seed, len(images))).save(out)
-    click.echo(f"wrote {len(images)} samples of {label!r} to {out}")
+    from .verbosity import exit_now, status
+
+    extra = {"progress": not quiet} if accepts(loaded.sample, "progress") else {}  # a tqdm bar over the steps
+    with status(f"sampling {n} of {label!r} at guidance {guidance:g}", "sampled"):
+        images = loaded.sample(label=label, n=n, guidance=guidance, seed=seed, **extra)
+    # a plugin may draw its n samples into one figure (toy2d's scatter plots): the title counts samples
+    make_grid(images, sample_title(model, label, guidance, seed, n)).save(out)
+    shown = f"{n} samples" if len(images) == n else f"{n} samples in {len(images)} figure(s)"
+    click.echo(f"wrote {shown} of {label!r} to {out}")
+    exit_now(0)
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -394,6 +427,9 @@ def main() -> None:
     # jobs (measured here: 35x slower U-Net batches next to a training job). Set it to override.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     warnings.formatwarning = _one_line_warning
+    from .verbosity import enable_fast_exit
+
+    enable_fast_exit()
     try:
         cli(prog_name="winoeval")
     except Exception as exc:  # the last resort: no path dumps a traceback on a user

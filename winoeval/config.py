@@ -72,7 +72,8 @@ class ScorerConfig:
             try:
                 self.batch_size = int(self.batch_size)
             except (TypeError, ValueError):
-                raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {self.batch_size!r}") from None
+                raise ConfigError(f"--batch-size must be a positive integer or 'auto', "
+                                  f"got {self.batch_size!r}") from None
             if self.batch_size <= 0:
                 raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {self.batch_size}")
 
@@ -158,9 +159,12 @@ class RunConfig:
         """``cpu``, ``cuda`` or ``mps``: what the run key records (``auto`` resolved on this machine)."""
         if self.device != "auto":
             return self.device.split(":")[0]
-        import torch
+        from .verbosity import status
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        with status("importing torch"):  # the first import takes seconds on a loaded machine
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
 
     def torch_device(self):
         import torch

@@ -111,7 +111,27 @@ def pick_results(path: Path) -> list[Path]:
             which = "newest" if choice == files[-1] else "newest with --log-samples"
             click.echo(f"note: {path} holds {len(files)} runs of {model}; comparing the {which}, "
                        f"{choice.relative_to(path)} (pass a results file to choose another: {others})", err=True)
+    # the models in the order they were run (not alphabetical): `winoeval run -m a ...; winoeval run -m b ...;
+    # winoeval compare OUT` compares like `compare OUT/a OUT/b` (the first is the reference of every Δ)
+    picked.sort(key=lambda f: (_run_date(f), f.stat().st_mtime_ns, str(f)))
+    if len(picked) > 1:
+        click.echo(f"note: {path} holds runs of {len(picked)} models; compared in the order they were run: "
+                   f"{', '.join(_model_of(f) for f in picked)} (Δ = each − the first; pass the files or folders "
+                   f"one by one to choose the order)", err=True)
     return picked
+
+
+def _run_date(path: Path) -> str:
+    """When a results file's run finished (its ``run.date``), else its modification time, as sortable text."""
+    import datetime as _dt
+
+    try:
+        date = json.loads(path.read_text(encoding="utf-8")).get("run", {}).get("date")
+        if date:
+            return _dt.datetime.fromisoformat(date).astimezone(_dt.timezone.utc).isoformat()
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    return _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc).isoformat()
 
 
 def task_names(results: dict[str, Any]) -> list[str]:
@@ -405,7 +425,8 @@ def build_results(config, scorer, task, records: list[dict], *, model_plugin: st
         "config": cfg,
         "model": {"name": config.model, "plugin": model_plugin, "fingerprint": model_fp},
         "task": {"name": config.task, "dataset": task.name, "plugin": task_plugin, "size": task.size,
-                 "examples": len(records), "class_names": task.class_names, "fingerprint": task_fp or {}},
+                 "examples": len(records), "class_names": task.class_names, "fingerprint": task_fp or {},
+                 "breakdowns": list(task.breakdowns)},
         "results": {config.task: task_metrics},
         "skipped": skipped,
         "run": run_info or {},

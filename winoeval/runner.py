@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 from . import __version__, distributed, registry
 from .api import Example, TaskData
 from .config import RunConfig, ScorerConfig, check_device
-from .errors import ConfigError, UserError
+from .errors import BadExampleError, ConfigError, UserError
 from .records import score_records
 from .results import build_results, safe_name, write_outputs
 from .storage import ShardedCache, check_output_dir, remove_created, remove_stale_tmp
@@ -84,7 +84,10 @@ def prepare(config: RunConfig) -> Prepared:
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--output-path {str(root)!r} is a file; pass a folder (winoeval writes "
                           f"<folder>/<model>/results_<date>.json)")
-    task = task_entry.loader(task_arg, config)  # before any folder is made: a data error leaves none behind
+    from . import verbosity
+
+    with verbosity.status(f"loading task {config.task}", f"task {config.task} loaded"):
+        task = task_entry.loader(task_arg, config)  # before any folder is made: a data error leaves none behind
     prep = Prepared(config, model_entry, model_arg, task_entry, task_arg, root / safe_name(config.model), task,
                     ScorerConfig.resolve(config.scorer_args, task.metric, task.defaults))
     check_output_dir(prep.output_dir, prep.created)
@@ -168,21 +171,32 @@ def scan_ids(task: TaskData, limit: int | None) -> list[str]:
     return order
 
 
-def check_vocabulary(model: Any, task: TaskData, config: RunConfig) -> None:
+def check_vocabulary(model: Any, task: TaskData, config: RunConfig, captions: bool = False) -> None:
     """A model that cannot read a classification task's texts (mnist-unet on colour names) is a
-    mismatch of model and task, not a bad example: one error before anything is scored."""
+    mismatch of model and task, not a bad example: one error before anything is scored.
+
+    ``captions``: for a task without fixed texts (Winoground captions), try its first example's texts.
+    Called only once the first example has failed (encoding texts ahead would warm a model's text cache
+    in another batch composition), so that a model that cannot read the task at all stops with this
+    error instead of suggesting --skip-bad, which would skip every example."""
     encode = getattr(model, "encode_texts", None)
-    if not task.texts or not callable(encode):
+    if not callable(encode):
+        return
+    texts = list(task.texts or (next((list(e.texts) for e in iter_examples(task, 1)), []) if captions else []))
+    if not texts:
         return
     try:
-        encode(list(task.texts))
+        encode(texts)
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"model {config.model!r} cannot read the texts of task {config.task!r} ({exc}); "
                           f"pick a task whose texts it knows (`winoeval info {config.model.partition(':')[0]}`)") from None
 
 
 def _load_model(prep: Prepared, on_model):
-    model = prep.model_entry.loader(prep.model_arg, prep.config)
+    from . import verbosity
+
+    with verbosity.status(f"loading model {prep.config.model}", f"model {prep.config.model} loaded"):
+        model = prep.model_entry.loader(prep.model_arg, prep.config)
     if on_model is not None:
         on_model(model)
     return model
@@ -221,11 +235,16 @@ def _score_shard(prep: Prepared, cache: ShardedCache, done: dict[str, dict], min
                 yield example
 
         # the scorer keeps several examples in flight and packs their evaluations into full batches
-        for record in score_records(scorer, task, todo_examples(), config.skip_bad):
-            cache.own.append(record)
-            done[record["id"]] = record
-            counts["computed"] += 1
-            bar.update(1)
+        try:
+            for record in score_records(scorer, task, todo_examples(), config.skip_bad):
+                cache.own.append(record)
+                done[record["id"]] = record
+                counts["computed"] += 1
+                bar.update(1)
+        except BadExampleError:
+            if counts["computed"] == 0:  # the very first example failed: can the model read this task at all?
+                check_vocabulary(slot["model"], task, config, captions=True)
+            raise
     return counts["computed"], counts["reused"]
 
 
@@ -251,7 +270,10 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
     if world > 1 and not distributed.is_worker():
         distributed.join_launch()
     limit = resolve_limit(config.limit, task.size)
-    order = scan_ids(task, limit)  # also refuses duplicate ids before any model loads
+    from . import verbosity
+
+    with verbosity.status(f"reading the examples of task {config.task}", f"task {config.task} ready"):
+        order = scan_ids(task, limit)  # also refuses duplicate ids before any model loads
     mine = [i for p, i in enumerate(order) if p % world == rank]
     # 2. the run key: what is evaluated, by content
     model_fp = model_fingerprint(prep)
@@ -288,10 +310,14 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
                 failed = False
                 return out
             gathered = distributed.gather_records({i: done[i] for i in mine if i in done})
+            computed_everywhere = distributed.gather_count(computed)
             if rank != 0:
                 failed = False
                 return out
             done = {**cache.load(), **gathered}
+            # every rank's examples: each one was either computed or reused by the rank that holds it
+            computed, reused = computed_everywhere, len(order) - computed_everywhere
+            out.computed, out.reused = computed, reused
         missing = [i for i in order if i not in done]
         if missing:
             raise UserError(f"{len(missing)} example(s) were not scored by any process (first: {missing[0]!r}); "

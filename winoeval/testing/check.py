@@ -305,7 +305,8 @@ def _check_denoiser(model, name, images, texts, spans, failures: _Failures) -> N
         alone = _call(failures, "batch_independent", "encode_texts of one text", "see the rule",
                       lambda: model.encode_texts([texts[-1]]))
         if alone is not None and not _close(alone[0], conds[-1]):
-            failures.add("batch_independent", f"the condition of {texts[-1]!r} changes with the other texts in the call",
+            failures.add("batch_independent",
+                         f"the condition of {texts[-1]!r} changes with the other texts in the call",
                          "pad to a fixed length (or per text), not to the longest text of the call; the scorer "
                          "encodes texts of several examples at once and caches each text's row")
     if latents is None or conds is None or T is None:
