@@ -94,7 +94,7 @@ def test_mnist_checkpoint_fingerprint_follows_content_and_resolves_relative_path
 
 
 def test_data_dir_and_task_arg_files_are_fingerprinted_by_content(tmp_path):
-    from winoeval.runner import task_fingerprint
+    from winoeval.fingerprint import of_task as task_fingerprint
     from winoeval.testing.data import make_classification_dataset
 
     data = make_classification_dataset(tmp_path / "data", ["red", "blue"], per_class=2, fmt="parquet")

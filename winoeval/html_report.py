@@ -200,7 +200,7 @@ def data_mismatch(run, config, task, data_dir: str | None) -> tuple[bool, str] |
     the run recorded (``task.fingerprint``: the task's own and the content hash of its ``--data-dir``)
     against the same fingerprint of the data found now. ``(True, why)``: it differs (show no images);
     ``(False, note)``: it cannot be checked (nothing recorded in common); None: it matches."""
-    from .runner import task_fingerprint
+    from .fingerprint import of_task as task_fingerprint
 
     recorded = run.results.get("task", {}).get("fingerprint")
     try:
