@@ -8,7 +8,8 @@ of any ``DiTPipeline``. What the scorer gets, as ``eval_prob_dit.py`` of the ori
   ``scaling_factor`` (0.18215);
 * texts → class ids: ``""`` is the null class (``num_embeds_ada_norm``, 1000 for DiT-XL/2); a text is
   one of the standard ImageNet class names of :mod:`winoeval.tasks.imagenet` (index order; 1000-class
-  models), else one of the comma-separated names of the pipeline's ``id2label``, or ``"class N"``. The condition row is the class id (a float tensor of shape (1,));
+  models), else one of the comma-separated names of the pipeline's ``id2label``, or ``"class N"``. The
+  condition row is the class id (a float tensor of shape (1,));
 * ``predict_noise`` = the first C channels of the transformer's output (learned σ: the second half is
   the variance, unused by the ε loss), at the integer timestep; ``alphas_cumprod`` from the pipeline's
   scheduler (DiT: linear betas 1e-4…0.02, 1000 steps). Objective ε.
@@ -31,8 +32,10 @@ PLUGIN = "dit"
 CLASSES = ("DiTPipeline",)
 NEEDED = ("transformer", "vae", "scheduler")
 MODELS = {
-    "dit-xl-2-256": ("facebook/DiT-XL-2-256", "DiT-XL/2 256 px, class-conditional ImageNet (ε half of a learned-σ output)"),
-    "dit-xl-2-512": ("facebook/DiT-XL-2-512", "DiT-XL/2 512 px, class-conditional ImageNet (ε half of a learned-σ output)"),
+    "dit-xl-2-256": ("facebook/DiT-XL-2-256",
+                     "DiT-XL/2 256 px, class-conditional ImageNet (ε half of a learned-σ output)"),
+    "dit-xl-2-512": ("facebook/DiT-XL-2-512",
+                     "DiT-XL/2 512 px, class-conditional ImageNet (ε half of a learned-σ output)"),
 }
 MODEL_OPTIONS = {
     "revision": "hub revision (branch, tag or commit) of the pipeline",

@@ -138,7 +138,8 @@ def load(source: str | None, config) -> SD3Denoiser:
     try:
         max_len = int(args.get("max_sequence_length", 256))
     except ValueError:
-        raise ConfigError(f"--model-arg max_sequence_length needs an integer, got {args['max_sequence_length']!r}") from None
+        raise ConfigError(f"--model-arg max_sequence_length needs an integer, "
+                          f"got {args['max_sequence_length']!r}") from None
     device = config.torch_device()
     dtype = common.dtype_for(config, device)
     from diffusers import StableDiffusion3Pipeline

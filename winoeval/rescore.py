@@ -39,14 +39,12 @@ from typing import Any, Callable
 
 import click
 
+from .errorlog import FORMAT, decode, errors_path_for
 from .errors import ConfigError
 
 
 class RescoreError(ConfigError):
     """A bad weighting, run or errors file (exit 2)."""
-
-
-from .errorlog import FORMAT, decode, errors_path_for
 
 
 # --- weightings ---------------------------------------------------------------------------------------
@@ -71,7 +69,8 @@ def parse_weighting(spec: str) -> Callable[[Any, Any], Any]:
             a, b = (int(v) for v in spec.split(":", 1)[1].split("-"))
             assert 0 <= a <= b
         except (ValueError, AssertionError):
-            raise RescoreError(f"--weighting {spec}: range needs two timestep indices a ≤ b, e.g. range:0-249") from None
+            raise RescoreError(f"--weighting {spec}: range needs two timestep indices a ≤ b, "
+                               f"e.g. range:0-249") from None
         return lambda t, s: ((t >= a) & (t <= b)).double()
     if spec.startswith("file:"):
         path = Path(spec.split(":", 1)[1])
@@ -148,7 +147,8 @@ def read_errors_file(path: Path) -> tuple[dict, list[dict]]:
         header = json.loads(lines[0])
         records = [json.loads(line) for line in lines[1:] if line.strip()]
     except (OSError, ValueError, IndexError) as exc:
-        raise RescoreError(f"{path}: not a readable errors file ({exc}); it is written by `winoeval run --log-errors`") from None
+        raise RescoreError(f"{path}: not a readable errors file ({exc}); it is written by "
+                           f"`winoeval run --log-errors`") from None
     if header.get("format") != FORMAT:
         raise RescoreError(f"{path}: format {header.get('format')!r}, expected {FORMAT!r}")
     return header, records

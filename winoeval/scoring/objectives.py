@@ -43,7 +43,8 @@ class EpsilonObjective:
         self.grid = self.alphas_cumprod
         self.num_train_timesteps = len(self.grid)
 
-    def noised(self, z0: "torch.Tensor", t: "torch.Tensor", eps: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+    def noised(self, z0: "torch.Tensor", t: "torch.Tensor",
+               eps: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
         """(x_t, target) of rows with clean latents z0, timesteps t and noise ε, in float32."""
         return noised_and_target(self.name, self.grid, z0, t, eps)
 

@@ -229,13 +229,15 @@ def _check_sigmas(model, failures: _Failures) -> int | None:
     import torch
 
     sig = model.sigmas
-    fix = "set sigmas to the (T,) σ grid of the training timesteps, shift applied (winoeval.scoring.objectives.flow_sigmas)"
+    fix = ("set sigmas to the (T,) σ grid of the training timesteps, shift applied "
+           "(winoeval.scoring.objectives.flow_sigmas)")
     if not _is_tensor(sig) or sig.dim() != 1 or not sig.is_floating_point() or len(sig) < 2:
         failures.add("alphas_cumprod", f"sigmas: got {type(sig).__name__}, not a 1-D float tensor of length ≥ 2", fix)
         return None
     s = sig.detach().double().cpu()
     if not bool(((s > 0) & (s <= 1)).all()):
-        failures.add("alphas_cumprod", f"sigmas outside (0, 1]: min {float(s.min()):.3g}, max {float(s.max()):.3g}", fix)
+        failures.add("alphas_cumprod", f"sigmas outside (0, 1]: min {float(s.min()):.3g}, "
+                                       f"max {float(s.max()):.3g}", fix)
     if not bool((s[1:] > s[:-1]).all()):
         k = int(torch.nonzero(s[1:] <= s[:-1])[0])
         failures.add("alphas_cumprod", f"sigmas not strictly increasing (step {k})",

@@ -258,7 +258,8 @@ def make_tiny_dit_pipeline(path: str | Path, sample_size: int = 8, *, num_classe
     """Save a tiny random-weight ``DiTPipeline`` (2-layer DiT, patch 2, learned σ: 8 output channels for 4
     latent channels, ``num_classes`` classes + the null class, DDIM scheduler with DiT's linear betas,
     ``id2label`` = ``class_names`` (e.g. the first ImageNet names of :func:`winoeval.tasks.imagenet.class_names`;
-    default "class N"), each with a synonym "dit-class-N") to ``path``. Latents 4 × ``sample_size``²; images (2·``sample_size``)² px."""
+    default "class N"), each with a synonym "dit-class-N") to ``path``. Latents 4 × ``sample_size``²;
+    images (2·``sample_size``)² px."""
     import torch
     from diffusers import DDIMScheduler, DiTPipeline, DiTTransformer2DModel
 
