@@ -378,7 +378,8 @@ def load_zeroshot(spec: ZeroShotSpec, config: Any, argument: str | None = None):
         for index, (row, label) in enumerate(zip(ds, labels)):
             value = row[image_field]
             meta = {id_field: row[id_field]} if id_field else {}
-            yield Example(id=str(index), images=lambda value=value: [open_image(value, feature, image_field, root=data_dir)],
+            yield Example(id=str(index),
+                          images=lambda value=value: [open_image(value, feature, image_field, root=data_dir)],
                           texts=texts, label=label, meta=meta)
 
     return TaskData(name=spec.name, metric="classification", examples=examples, size=len(ds), texts=list(texts),

@@ -139,12 +139,13 @@ LAYERS = {
         "winoeval.testing.point_mass"],
     1: ["winoeval.config", "winoeval.storage", "winoeval.localdata", "winoeval.hub", "winoeval.training",
         "winoeval.options", "winoeval.validate"],
-    2: ["winoeval.registry", "winoeval.scoring", "winoeval.records", "winoeval.results", "winoeval.distributed",
+    2: ["winoeval.registry", "winoeval.scoring", "winoeval.records", "winoeval.errorlog", "winoeval.results",
+        "winoeval.distributed",
         "winoeval.groups",
         "winoeval.calibration", "winoeval.plugins", "winoeval.tasks", "winoeval.testing.data"],
     3: ["winoeval.runner", "winoeval.comparison"],
     4: ["winoeval.report", "winoeval.plot", "winoeval.html_report"],
-    5: ["winoeval.compare", "winoeval.cli", "winoeval.docs", "winoeval.__main__", "winoeval.testing",
+    5: ["winoeval.compare", "winoeval.rescore", "winoeval.cli", "winoeval.docs", "winoeval.__main__", "winoeval.testing",
         "winoeval.testing.check"],
 }
 

@@ -51,7 +51,8 @@ def score_matrix(records: Sequence[dict]):
         row = [-math.inf if v is None else float(v) for v in scores[0]]
         label = r["label"]
         if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(row):
-            raise CalibrationError(f"example {r.get('id')!r} has label {label!r}, not a class index in 0..{len(row) - 1} "
+            raise CalibrationError(f"example {r.get('id')!r} has label {label!r}, not a class index in "
+                                   f"0..{len(row) - 1} "
                                    f"(its {len(row)} candidate texts); fix the task's data and rerun it")
         if any(math.isnan(v) or v == math.inf for v in row):
             raise CalibrationError(f"example {r.get('id')!r} has a NaN or +inf score; rerun it (the runner refuses "

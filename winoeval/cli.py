@@ -53,7 +53,8 @@ class LazyGroup(click.Group):
     """A group whose bigger commands live in their own modules and are imported only when used."""
 
     lazy = {"compare": "winoeval.compare:compare_command", "calibrate": "winoeval.compare:calibrate_command",
-            "check-plugin": "winoeval.testing.check:check_plugin_command"}
+            "check-plugin": "winoeval.testing.check:check_plugin_command",
+            "rescore": "winoeval.rescore:rescore_command"}
 
     def list_commands(self, ctx):
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -107,7 +108,8 @@ cli.command_class = WinoevalCommand
               help="(t, ε) per example from (seed, id), or one shared plan for every example (the original "
                    "protocol's single noise tensor). [default: per-example]")
 @click.option("--timesteps", type=click.Choice(["even", "uniform", "stratified"]),
-              help="Timestep design. [default: even]")
+              help="Timestep design over the model's training grid (ᾱ_t; for flow models σ_t, shift included: "
+                   "even = evenly spaced t, see winoeval/scoring/objectives.py). [default: even]")
 @click.option("--loss", type=click.Choice(["l2", "l1", "huber"]), help="Per-sample loss. [default: l2, or the "
                                                                        "task's preset]")
 @click.option("--normalize/--no-normalize", default=None,
@@ -130,7 +132,10 @@ cli.command_class = WinoevalCommand
 @click.option("--output-path", "-o", default="winoeval-out", show_default=True, type=click.Path(),
               help="Directory for results, per-example logs and the resume cache.")
 @click.option("--log-samples", is_flag=True, help="Also write a JSONL line per example.")
-@click.option("--skip-bad", is_flag=True, help="Skip (and count) unreadable or non-finite examples instead of stopping.")
+@click.option("--log-errors", is_flag=True, help="Also keep every per-(t, ε) error in errors_<stamp>.jsonl, for "
+                                                 "`winoeval rescore` (diffusion models).")
+@click.option("--skip-bad", is_flag=True,
+              help="Skip (and count) unreadable or non-finite examples instead of stopping.")
 @click.option("--model-arg", multiple=True, metavar="KEY=VALUE", help="Extra model option (repeatable).")
 @click.option("--task-arg", multiple=True, metavar="KEY=VALUE",
               help="Extra task option (repeatable), e.g. templates=FILE for zero-shot tasks.")
@@ -143,8 +148,9 @@ cli.command_class = WinoevalCommand
               help="Refuse images larger than this many pixels (width × height) before decoding them, as bad "
                    "examples (--skip-bad skips them); 0: no limit. [default: 89478485, PIL's]")
 @click.pass_context
-def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_variance, noise, timesteps, loss, normalize, batch_size, compile_, device, dtype, seed, limit,
-        data_dir, output_path, log_samples, skip_bad, model_arg, task_arg, num_processes, quiet, rehash,
+def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_variance, noise, timesteps, loss,
+        normalize, batch_size, compile_, device, dtype, seed, limit,
+        data_dir, output_path, log_samples, log_errors, skip_bad, model_arg, task_arg, num_processes, quiet, rehash,
         max_pixels) -> None:
     """Evaluate MODEL on one or more tasks; print a markdown table and write
     OUTPUT/<model>/results_<timestamp>.json.
@@ -180,6 +186,7 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
     scorer_args = {k: v for k, v in scorer_args.items() if v is not None}
     config = RunConfig(model=model, task=task_names[0], scorer_args=scorer_args, device=device, dtype=dtype,
                        limit=limit, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
+                       log_errors=log_errors,
                        skip_bad=skip_bad, model_args=_key_values(model_arg, "--model-arg"),
                        task_args=_key_values(task_arg, "--task-arg"))
     prepared = []
@@ -188,7 +195,8 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
 
         with status("preparing the run (settings, device, tasks, output folder)"):
             for name in task_names:
-                prepared.append(prepare(dataclasses.replace(config, task=name, data_dir=group_dirs.get(name, data_dir))))
+                task_config = dataclasses.replace(config, task=name, data_dir=group_dirs.get(name, data_dir))
+                prepared.append(prepare(task_config))
         if confidence is not None and not early_stop:
             click.echo("warning: --confidence only applies with --early-stop; it is ignored", err=True)
         if early_variance is not None and not early_stop:
@@ -215,6 +223,7 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
         return
     click.echo(markdown_table(out.results))
     samples = "".join(f"\nsamples: {p}" for p in out.samples_paths.values())
+    samples += "".join(f"\nper-timestep errors: {p}" for p in out.errors_paths)
     click.echo(f"\nresults: {out.results_path}{samples}"
                + f"\n({out.computed} example(s) computed, {out.reused} reused; resume cache "
                  f"{out.cache_path.parent if out.cache_path else '-'})", err=True)
@@ -252,7 +261,8 @@ def list_(show_options) -> None:
     """Models and tasks, with the plugin that provides each."""
     from . import registry
 
-    for title, entries, flag in (("Models", registry.models(), "--model-arg"), ("Tasks", registry.tasks(), "--task-arg")):
+    for title, entries, flag in (("Models", registry.models(), "--model-arg"),
+                                 ("Tasks", registry.tasks(), "--task-arg")):
         click.echo(f"{title}:")
         width = max((len(n) for n in entries), default=0)
         for name, entry in sorted(entries.items()):
@@ -364,7 +374,8 @@ def train() -> None:
 @cli.command()
 @click.option("--model", "-m", required=True, help="A model whose plugin can sample (e.g. mnist-unet).")
 @click.option("--label", "--prompt", "label", required=True, help="The text/class (or prompt) to condition on.")
-@click.option("--guidance", default=2.0, show_default=True, type=FINITE_FLOAT, help="Classifier-free guidance weight w.")
+@click.option("--guidance", default=2.0, show_default=True, type=FINITE_FLOAT,
+              help="Classifier-free guidance weight w.")
 @click.option("--n", "n", default=16, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -380,7 +391,8 @@ def sample(model, label, guidance, n, seed, device, out, quiet) -> None:
 
     folder = Path(out).expanduser().resolve().parent  # checked before minutes of sampling, not after
     if not folder.is_dir():
-        raise click.UsageError(f"--out {out}: the folder {str(folder)!r} does not exist; create it or pick another path")
+        raise click.UsageError(f"--out {out}: the folder {str(folder)!r} does not exist; "
+                               f"create it or pick another path")
     if not os.access(folder, os.W_OK):
         raise click.UsageError(f"--out {out}: the folder {str(folder)!r} is not writable")
     entry, arg = registry.resolve("model", model)

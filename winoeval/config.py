@@ -72,7 +72,8 @@ class ScorerConfig:
             try:
                 self.batch_size = int(self.batch_size)
             except (TypeError, ValueError):
-                raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {self.batch_size!r}") from None
+                raise ConfigError(f"--batch-size must be a positive integer or 'auto', "
+                                  f"got {self.batch_size!r}") from None
             if self.batch_size <= 0:
                 raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {self.batch_size}")
 
@@ -116,6 +117,7 @@ class RunConfig:
     output_path: str | None = None
     log_samples: bool = False
     skip_bad: bool = False
+    log_errors: bool = False  # per-(t, ε) errors in errors_<stamp>.jsonl (winoeval.rescore)
     model_args: dict[str, Any] = field(default_factory=dict)  # --model-arg KEY=VALUE
     task_args: dict[str, Any] = field(default_factory=dict)  # --task-arg KEY=VALUE
 
@@ -148,7 +150,10 @@ class RunConfig:
             self.data_dir = path
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not out.get("log_errors"):  # recorded only when set (results of other runs stay as they were)
+            out.pop("log_errors", None)
+        return out
 
     def device_type(self) -> str:
         """``cpu``, ``cuda`` or ``mps``: what the run key records (``auto`` resolved on this machine)."""

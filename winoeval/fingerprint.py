@@ -162,3 +162,29 @@ def default_model_fingerprint(argument: str | None, config: Any) -> str | None:
     if not hashes:
         return None
     return hash_text(json.dumps(hashes, sort_keys=True))
+
+
+def of_model(entry: Any, argument: str | None, config: Any) -> str | None:
+    """What a model runs: its plugin's own fingerprint (``register(..., fingerprint=)``), else the content
+    of the local files its argument and ``--model-arg`` values name."""
+    from .errors import ConfigError
+
+    fn = entry.fingerprint or default_model_fingerprint
+    try:
+        return fn(argument, config)
+    except OSError as exc:
+        raise ConfigError(f"model {config.model!r}: cannot read its weights to fingerprint them ({exc})") from None
+
+
+def of_task(config: Any, task: Any) -> dict[str, Any]:
+    """What a task evaluates: the task's own fingerprint, the content of ``--data-dir`` and of every file
+    named by a ``--task-arg``."""
+    out: dict[str, Any] = {}
+    if task.fingerprint:
+        out["task"] = task.fingerprint
+    if config.data_dir:
+        out["data_dir"] = hash_path(config.data_dir)
+    files = of_values(config.task_args)
+    if files:
+        out["task_args"] = files
+    return out

@@ -29,6 +29,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from .metrics import pct
 from .plot import short_labels
 from .results import BINARY, METRIC_TITLES
 
@@ -199,7 +200,7 @@ def data_mismatch(run, config, task, data_dir: str | None) -> tuple[bool, str] |
     the run recorded (``task.fingerprint``: the task's own and the content hash of its ``--data-dir``)
     against the same fingerprint of the data found now. ``(True, why)``: it differs (show no images);
     ``(False, note)``: it cannot be checked (nothing recorded in common); None: it matches."""
-    from .runner import task_fingerprint
+    from .fingerprint import of_task as task_fingerprint
 
     recorded = run.results.get("task", {}).get("fingerprint")
     try:
@@ -229,10 +230,6 @@ def _score(v: float | None) -> str:
 
 def _mark(ok: bool) -> str:
     return '<span class="ok">✓</span>' if ok else '<span class="bad">✗</span>'
-
-
-def _pct(v: float | None) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
 
 def _pp(v: float) -> str:
@@ -379,8 +376,8 @@ def summary_table(comp: dict[str, Any], names: dict[str, str]) -> str:
             for k, x in enumerate(labels):
                 v = values[x]
                 cls = ' class="best"' if k == best else ""
-                cells.append(f'<td{cls}>{_pct(v["value"])}<br><span class="ci">[{_pct(v["ci95"][0])}, '
-                             f'{_pct(v["ci95"][1])}]</span></td>')
+                cells.append(f'<td{cls}>{pct(v["value"])}<br><span class="ci">[{pct(v["ci95"][0])}, '
+                             f'{pct(v["ci95"][1])}]</span></td>')
         out.append(f'<tr><td class="l">{_e(subset)}</td><td>{n_of[subset]}</td>{"".join(cells)}</tr>')
     out.append("</table>")
     return "".join(out)
@@ -450,7 +447,7 @@ def calibration_table(calibration: dict[str, dict]) -> str:
         tau = f"{r['tau']:.4g}" if r.get("tau") is not None and r.get("status", "fitted") == "fitted" \
             else f"none ({r.get('status', 'not fitted')}, see note)"
         out.append(f'<tr><td class="l">{_e(name)}</td><td>{tau}</td><td>{r["n_fit"]} / {r["n_eval"]}</td>'
-                   f'<td>{_pct(r["accuracy_eval"])}</td><td>{f(r["ece_before"])}</td><td>{f(r["ece_after"])}</td>'
+                   f'<td>{pct(r["accuracy_eval"])}</td><td>{f(r["ece_before"])}</td><td>{f(r["ece_after"])}</td>'
                    f'<td>{f(r["nll_before"])}</td><td>{f(r["nll_after"])}</td></tr>')
         notes += [f"{name}: {n}" for n in r.get("notes", [])]
     out.append("</table>")
@@ -507,8 +504,9 @@ def render_html(comp: dict[str, Any], runs, ids: Sequence[str], images: dict[str
                     if winoground else "the score of the predicted class (higher = better match), and the true "
                     "label's score when the prediction is wrong")
     legend = (f'<p class="legend"><b class="best">Bold</b> in the summary: the best model for that subset and metric '
-              f'(only a strict best: a tie bolds nothing). Per example: {score_legend}. <span class="stripe"></span> Orange stripe '
-              f'on the left: the models disagree on this example (on any verdict{"" if winoground else ": one right, one wrong"}). '
+              f'(only a strict best: a tie bolds nothing). Per example: {score_legend}. '
+              f'<span class="stripe"></span> Orange stripe on the left: the models disagree on this example '
+              f'(on any verdict{"" if winoground else ": one right, one wrong"}). '
               f'Click an image to enlarge it; the filter state is in the address (e.g. <code>#show=disagree</code>), '
               f'so a link opens the same view.</p>')
     calibration = ""

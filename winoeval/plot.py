@@ -137,7 +137,8 @@ def _group_label(group: dict[str, Any]) -> str:
     text = group["value"]
     for alias in group["aliases"]:
         key, _, value = alias.partition("=")
-        text += f"\n(= {key.replace('_', ' ')} {value})" if value != group["value"] else f"\n(= {key.replace('_', ' ')})"
+        name = key.replace('_', ' ')
+        text += f"\n(= {name} {value})" if value != group["value"] else f"\n(= {name})"
     return f"{text}\nn={group['n']}"
 
 
@@ -186,8 +187,6 @@ def write_plot(path: str | Path, comp: dict[str, Any], by: Sequence[str] | None 
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
-    import numpy as np
-    from matplotlib.transforms import blended_transform_factory
 
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
@@ -197,7 +196,6 @@ def write_plot(path: str | Path, comp: dict[str, Any], by: Sequence[str] | None 
     width_in, panel_h, fs = SIZES[size]
     labels = [r["label"] for r in comp["runs"]]
     names = short_labels(labels)
-    first = labels[0]
     groups = plot_groups(comp, by)
     by_row = {(row["subset"], row["metric"]): row for row in comp["scores"]}
     p_values = _p_values(comp)
@@ -230,94 +228,135 @@ def write_plot(path: str | Path, comp: dict[str, Any], by: Sequence[str] | None 
         fig, axes = plt.subplots(rows, 1, figsize=(width_in, fig_h), squeeze=False)
     tops: list[int] = []
     colors = PALETTE if len(labels) <= len(PALETTE) else plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ctx = dict(groups=groups, metrics=metrics, classification=classification, by_row=by_row, p_values=p_values,
+               labels=labels, names=names, fs=fs, colors=colors, side=side, extra_rows=extra_rows, comp=comp,
+               per_class=per_class, n_overall=n_overall, panel_w=panel_w)
     for ax, (kind, metric) in zip(axes[:, 0], panels):
         if kind == "metric":
-            if classification:  # one panel: accuracy (and mean per-class) as groups
-                shown = [dict(g, metric=m) for m in metrics for g in groups]
-            else:
-                shown = [dict(g, metric=metric) for g in groups]
-
-            def values_of(g, label):
-                return by_row[(g["subset"], g["metric"])]["values"][label]
-
-            def p_of(g, label):
-                return p_values.get((g["subset"], g["metric"], label))
-
-            width = (panel_w - 0.9) * ((n_overall + 1.2) / (n_overall + 1.2 + len(per_class)) if side else 1)
-            mode = label_mode(width, len(shown), len(labels), fs, at_least=1 if side else 3)
-            _bars(ax, shown, labels, names, values_of, p_of, fs, colors, mode)
-            ticks = []
-            for g in shown:
-                tick = _group_label(g)
-                if classification and len(metrics) > 1:
-                    tick = f"{METRIC_TITLES[g['metric']]}\n{tick}"
-                ticks.append(tick)
-            ax.set_xticks(np.arange(len(shown)))
-            ax.set_xticklabels(ticks)
-            ax.set_ylabel(f"{METRIC_TITLES[metric]} (%)" if not classification else "accuracy (%)")
-            # separators and the breakdown's name under each run of its groups
-            trans = blended_transform_factory(ax.transData, ax.transAxes)
-            keys = [g["key"] for g in shown]
-            start = 0
-            for i in range(1, len(shown) + 1):
-                if i == len(shown) or keys[i] != keys[start]:
-                    if i < len(shown):
-                        ax.axvline(i - 0.5, color="#bbb", linewidth=0.6, zorder=0)
-                    if keys[start] is not None:  # under the tick labels (value, aliases, n)
-                        lines = 2 + extra_rows + (1 if classification and len(metrics) > 1 else 0)
-                        ax.annotate(keys[start].replace("_", " "), xy=((start + i - 1) / 2, 0), xycoords=trans,
-                                    xytext=(0, -(lines * (fs - 1) * 1.2 + 6)), textcoords="offset points",
-                                    ha="center", va="top", fontsize=fs - 1, color="#444", style="italic")
-                    start = i
-            chance = chance_level(comp, metric if not classification else "accuracy")
-            n_x = len(shown)
+            chance, n_x, mode = _metric_panel(ax, metric, ctx)
         else:
-            def values_of(g, label):
-                return g["values"][label]
+            chance, n_x, mode = _class_panel(ax, ctx)
+        _finish_axis(ax, kind, chance, n_x, mode, side, tops, fs)
+    _legend_and_save(fig, axes, path, comp, labels, names, side, fs)
 
-            def p_of(g, label):
-                return g["mcnemar_p_vs_first"].get(label)
 
-            width = (panel_w - 0.9) * (len(per_class) / (n_overall + 1.2 + len(per_class)) if side else 1)
-            mode = label_mode(width, len(per_class), len(labels), fs)
-            _bars(ax, per_class, labels, names, values_of, p_of, fs, colors, mode)
-            ax.set_xticks(np.arange(len(per_class)))
-            sizes = {c["n"] for c in per_class}
-            # class names that would run into each other are tilted
-            tilt = max(len(c["name"]) for c in per_class) * 0.6 * (fs - 1) / 72 > width / len(per_class)
-            same_n = len(sizes) == 1  # the same n for every class: said once, under the axis
-            ax.set_xticklabels([c["name"] if same_n else f"{c['name']}\nn={c['n']}" for c in per_class],
-                               rotation=45 if tilt else 0, ha="right" if tilt else "center",
-                               rotation_mode="anchor" if tilt else "default")
-            ax.set_xlabel(f"true class (n = {sizes.pop()} each)" if same_n else "true class")
-            if side:
-                ax.set_title("per class", fontsize=fs, loc="left")
-            else:
-                ax.set_ylabel("per-class accuracy (%)")
-            chance = chance_level(comp, "accuracy")
-            n_x = len(per_class)
-        if chance is not None:
-            ax.axhline(100 * chance, color="#555", linestyle="--", linewidth=0.8, zorder=1)
-            if not side or kind == "per_class":  # side by side: the label once, right of the last panel
-                ax.text(1.0, 100 * chance, f" chance\n {100 * chance:.1f}", transform=blended_transform_factory(
-                    ax.transAxes, ax.transData), va="center", ha="left", fontsize=fs - 1.5, color="#555")
-        tops.append(128 if mode == "rotated" else 118)
-        ax.set_ylim(0, max(tops))  # side by side the axes share y: the roomiest panel sets it
-        pad = 0.0 if side else max(0.0, (3 - n_x) / 2)  # one or two groups: narrower bars, not a wall of colour
-        ax.set_xlim(-0.6 - pad, n_x - 0.4 + pad)
-        ax.set_yticks([0, 25, 50, 75, 100])
-        ax.grid(axis="y", alpha=0.3, zorder=0, linewidth=0.5)
-        ax.spines[["top", "right"]].set_visible(False)
-        ax.tick_params(axis="x", length=0)
+def _metric_panel(ax, metric, ctx) -> tuple[float | None, int, str]:
+    """One metric's panel: a group of bars per subset, the breakdowns' names under their groups."""
+    import numpy as np
+    from matplotlib.transforms import blended_transform_factory
+
+    groups, metrics, classification, by_row = ctx["groups"], ctx["metrics"], ctx["classification"], ctx["by_row"]
+    p_values, labels, names, fs, colors = ctx["p_values"], ctx["labels"], ctx["names"], ctx["fs"], ctx["colors"]
+    side, extra_rows, comp, per_class = ctx["side"], ctx["extra_rows"], ctx["comp"], ctx["per_class"]
+    n_overall, panel_w = ctx["n_overall"], ctx["panel_w"]
+    if classification:  # one panel: accuracy (and mean per-class) as groups
+        shown = [dict(g, metric=m) for m in metrics for g in groups]
+    else:
+        shown = [dict(g, metric=metric) for g in groups]
+
+    def values_of(g, label):
+        return by_row[(g["subset"], g["metric"])]["values"][label]
+
+    def p_of(g, label):
+        return p_values.get((g["subset"], g["metric"], label))
+
+    width = (panel_w - 0.9) * ((n_overall + 1.2) / (n_overall + 1.2 + len(per_class)) if side else 1)
+    mode = label_mode(width, len(shown), len(labels), fs, at_least=1 if side else 3)
+    _bars(ax, shown, labels, names, values_of, p_of, fs, colors, mode)
+    ticks = []
+    for g in shown:
+        tick = _group_label(g)
+        if classification and len(metrics) > 1:
+            tick = f"{METRIC_TITLES[g['metric']]}\n{tick}"
+        ticks.append(tick)
+    ax.set_xticks(np.arange(len(shown)))
+    ax.set_xticklabels(ticks)
+    ax.set_ylabel(f"{METRIC_TITLES[metric]} (%)" if not classification else "accuracy (%)")
+    # separators and the breakdown's name under each run of its groups
+    trans = blended_transform_factory(ax.transData, ax.transAxes)
+    keys = [g["key"] for g in shown]
+    start = 0
+    for i in range(1, len(shown) + 1):
+        if i == len(shown) or keys[i] != keys[start]:
+            if i < len(shown):
+                ax.axvline(i - 0.5, color="#bbb", linewidth=0.6, zorder=0)
+            if keys[start] is not None:  # under the tick labels (value, aliases, n)
+                lines = 2 + extra_rows + (1 if classification and len(metrics) > 1 else 0)
+                ax.annotate(keys[start].replace("_", " "), xy=((start + i - 1) / 2, 0), xycoords=trans,
+                            xytext=(0, -(lines * (fs - 1) * 1.2 + 6)), textcoords="offset points",
+                            ha="center", va="top", fontsize=fs - 1, color="#444", style="italic")
+            start = i
+    chance = chance_level(comp, metric if not classification else "accuracy")
+    n_x = len(shown)
+    return chance, n_x, mode
+
+
+def _class_panel(ax, ctx) -> tuple[float | None, int, str]:
+    """Classification's per-class panel (one group per true class)."""
+    import numpy as np
+
+    labels, names, fs, colors = ctx["labels"], ctx["names"], ctx["fs"], ctx["colors"]
+    side, comp = ctx["side"], ctx["comp"]
+    per_class, n_overall, panel_w = ctx["per_class"], ctx["n_overall"], ctx["panel_w"]
+    def values_of(g, label):
+        return g["values"][label]
+
+    def p_of(g, label):
+        return g["mcnemar_p_vs_first"].get(label)
+
+    width = (panel_w - 0.9) * (len(per_class) / (n_overall + 1.2 + len(per_class)) if side else 1)
+    mode = label_mode(width, len(per_class), len(labels), fs)
+    _bars(ax, per_class, labels, names, values_of, p_of, fs, colors, mode)
+    ax.set_xticks(np.arange(len(per_class)))
+    sizes = {c["n"] for c in per_class}
+    # class names that would run into each other are tilted
+    tilt = max(len(c["name"]) for c in per_class) * 0.6 * (fs - 1) / 72 > width / len(per_class)
+    same_n = len(sizes) == 1  # the same n for every class: said once, under the axis
+    ax.set_xticklabels([c["name"] if same_n else f"{c['name']}\nn={c['n']}" for c in per_class],
+                       rotation=45 if tilt else 0, ha="right" if tilt else "center",
+                       rotation_mode="anchor" if tilt else "default")
+    ax.set_xlabel(f"true class (n = {sizes.pop()} each)" if same_n else "true class")
+    if side:
+        ax.set_title("per class", fontsize=fs, loc="left")
+    else:
+        ax.set_ylabel("per-class accuracy (%)")
+    chance = chance_level(comp, "accuracy")
+    n_x = len(per_class)
+    return chance, n_x, mode
+
+
+def _finish_axis(ax, kind, chance, n_x, mode, side, tops, fs) -> None:
+    """Chance line, limits, ticks and grid of one panel."""
+    from matplotlib.transforms import blended_transform_factory
+
+    if chance is not None:
+        ax.axhline(100 * chance, color="#555", linestyle="--", linewidth=0.8, zorder=1)
+        if not side or kind == "per_class":  # side by side: the label once, right of the last panel
+            ax.text(1.0, 100 * chance, f" chance\n {100 * chance:.1f}", transform=blended_transform_factory(
+                ax.transAxes, ax.transData), va="center", ha="left", fontsize=fs - 1.5, color="#555")
+    tops.append(128 if mode == "rotated" else 118)
+    ax.set_ylim(0, max(tops))  # side by side the axes share y: the roomiest panel sets it
+    pad = 0.0 if side else max(0.0, (3 - n_x) / 2)  # one or two groups: narrower bars, not a wall of colour
+    ax.set_xlim(-0.6 - pad, n_x - 0.4 + pad)
+    ax.set_yticks([0, 25, 50, 75, 100])
+    ax.grid(axis="y", alpha=0.3, zorder=0, linewidth=0.5)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.tick_params(axis="x", length=0)
+
+
+def _legend_and_save(fig, axes, path, comp, labels, names, side, fs) -> None:
+    """Title, legend, the note on intervals and marks; write the file in the suffix's format."""
+    import matplotlib.pyplot as plt
+
+    suffix = Path(path).suffix.lower()
     title = f"{comp['task']}: {comp['n_shared']} shared examples"
     if side:
         fig.suptitle(title, fontsize=fs, x=0.02, ha="left")
     else:
         axes[0, 0].set_title(title, fontsize=fs, loc="left")
     handles, legend_names = axes[0, 0].get_legend_handles_labels()
-    test = "exact McNemar"
-    note = (f"bars: 95 % intervals (Wilson); * p < 0.05, ** p < 0.01, *** p < 0.001: {test} against "
-            f"{names[first]} on the same examples, per group, uncorrected")
+    note = (f"bars: 95 % intervals (Wilson); * p < 0.05, ** p < 0.01, *** p < 0.001: exact McNemar against "
+            f"{names[labels[0]]} on the same examples, per group, uncorrected")
     if len(labels) < 2:
         note = "bars: 95 % intervals (Wilson)"
     legend = fig.legend(handles, legend_names, loc="upper center", ncol=min(len(labels), 4),

@@ -105,6 +105,10 @@ def score_records(scorer, task: TaskData, examples: Iterable[Example], skip_bad:
         except BadExampleError as exc:
             failure.append(exc)
             continue
+        if getattr(scorer, "log_errors", False) and "skipped" not in record:  # --log-errors
+            from .errorlog import per_sample
+
+            record["per_sample"] = per_sample(scorer, result)
         yield record
     if failure:
         raise failure[0]

@@ -468,3 +468,36 @@ def write_outputs(results: dict[str, Any], records_by_task: dict[str, list[dict]
         for path in claimed:  # lost a race for one of the names: give ours back, try the next stamp
             path.unlink(missing_ok=True)
     raise RuntimeError(f"could not find a free results file name in {output_dir}")
+
+
+def summarize_groups(results_by_task: dict[str, Any], groups: dict[str, list[str]]) -> dict[str, Any]:
+    """The per-group summary rows of a run of task groups (see :mod:`winoeval.groups`)."""
+    from .groups import summarize
+
+    return summarize(results_by_task, groups)
+
+
+def merge_task_results(tasks: list[str], parts: list[dict[str, Any]], data_dir: str | None,
+                       groups: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """One results dict for one model on several tasks (lm-evaluation-harness's layout): ``results`` holds
+    every task, ``tasks`` each task's description, fingerprint and run; counts and wall time are summed."""
+    import os
+
+    merged = dict(parts[0])
+    merged["config"] = {**merged["config"], "task": ",".join(tasks)}
+    merged["results"] = {t: r["results"][t] for t, r in zip(tasks, parts)}
+    merged["tasks"] = {t: {**r["task"], "run": r["run"]} for t, r in zip(tasks, parts)}
+    dirs = {t: r["config"].get("data_dir") for t, r in zip(tasks, parts)}
+    if len(set(dirs.values())) > 1:  # a task group: one --data-dir folder per dataset, kept per task
+        for t in tasks:
+            merged["tasks"][t]["data_dir"] = dirs[t]
+        merged["config"]["data_dir"] = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else None
+    merged["skipped"] = [{**s, "task": t} for t, r in zip(tasks, parts) for s in r["skipped"]]
+    merged.pop("task", None)
+    if groups:
+        merged["groups"] = summarize_groups(merged["results"], groups)
+    merged["run"] = {**parts[-1]["run"], "examples_computed": sum(r["run"]["examples_computed"] for r in parts),
+                     "examples_reused": sum(r["run"]["examples_reused"] for r in parts),
+                     "wall_time_s": round(sum(r["run"]["wall_time_s"] for r in parts), 3)}
+    merged["run"].pop("run_key", None)
+    return merged

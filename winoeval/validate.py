@@ -38,3 +38,25 @@ def check_example(task_name: str, metric: str, example: Any, position: int) -> N
                                        f"data (or drop the example)")
     elif metric == "winoground" and len(texts) != 2:
         raise ExampleContractError(f"{where} has {len(texts)} texts; a Winoground example has exactly 2 captions")
+
+
+def check_vocabulary(model: Any, task: Any, config: Any, captions: bool = False) -> None:
+    """A model that cannot read a classification task's texts (mnist-unet on colour names) is a
+    mismatch of model and task, not a bad example: one error before anything is scored.
+
+    ``captions``: for a task without fixed texts (Winoground captions), try its first example's texts.
+    Called only once the first example has failed (encoding texts ahead would warm a model's text cache
+    in another batch composition), so that a model that cannot read the task at all stops with this
+    error instead of suggesting --skip-bad, which would skip every example."""
+    encode = getattr(model, "encode_texts", None)
+    if not callable(encode):
+        return
+    texts = list(task.texts or (next((list(e.texts) for e in task.examples()), []) if captions else []))
+    if not texts:
+        return
+    try:
+        encode(texts)
+    except (ValueError, KeyError) as exc:
+        name = config.model.partition(":")[0]
+        raise ConfigError(f"model {config.model!r} cannot read the texts of task {config.task!r} ({exc}); "
+                          f"pick a task whose texts it knows (`winoeval info {name}`)") from None

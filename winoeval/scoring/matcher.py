@@ -20,7 +20,7 @@ class MatcherScorer:
 
     def __init__(self, model: Any, examples_per_forward: int | None = None):
         self.model = model
-        self.batched = callable(getattr(model, "encode_images", None)) and callable(getattr(model, "encode_texts", None))
+        self.batched = all(callable(getattr(model, name, None)) for name in ("encode_images", "encode_texts"))
         self.examples_per_forward = examples_per_forward or max(1, int(getattr(model, "batch_size", 64)) // 2)
 
     @staticmethod

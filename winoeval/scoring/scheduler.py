@@ -88,7 +88,8 @@ def _next_batch(queue: deque, batch_size: int) -> list[tuple[InFlight, int, int]
     return segments
 
 
-def stream(scorer: "DiffusionScorer", items: Iterable[tuple[Any, str, Any, Sequence[str]]]) -> Iterator[tuple[Any, Any]]:
+def stream(scorer: "DiffusionScorer",
+           items: Iterable[tuple[Any, str, Any, Sequence[str]]]) -> Iterator[tuple[Any, Any]]:
     """Score many examples with ``scorer``, packing their pending evaluations into full model batches.
 
     ``items``: (key, example id, images or a function returning them, texts). Yields (key, ScoreResult)
