@@ -48,6 +48,25 @@ def _no_fast_exit():
     verbosity.enable_fast_exit = enable
 
 
+@pytest.fixture(autouse=True)
+def _isolated_verbosity_and_environment():
+    """A command run in this process (``CliRunner``, ``main()``) configures winoeval's verbosity, and
+    with it the variables the libraries read (``-q`` sets HF_HUB_DISABLE_PROGRESS_BARS=1, TQDM_DISABLE=1,
+    ...): put both back after each test, so that later tests, and the subprocesses they start with
+    ``cli_env`` (a copy of this environment), see the session's own."""
+    from winoeval import verbosity
+
+    environ, level, ours = dict(os.environ), verbosity.level(), dict(verbosity._set_by_us)
+    yield
+    if verbosity.level() != level or verbosity._set_by_us != ours:
+        verbosity.configure(level)  # also resets the progress bars of libraries already imported
+        verbosity._set_by_us.clear()
+        verbosity._set_by_us.update(ours)
+    if dict(os.environ) != environ:
+        os.environ.clear()
+        os.environ.update(environ)
+
+
 @pytest.fixture
 def cli_env():
     """Environment for ``winoeval`` subprocesses: offline, and this interpreter's scripts on PATH."""
