@@ -223,6 +223,7 @@ def test_a_checkpoint_of_another_model_is_a_usage_error_naming_it(winoeval, tmp_
                      f"checkpoint={path}"), 2, "checkpoint=", name, "does not hold mnist-unet weights")
 
 
+@pytest.mark.slow  # builds a tiny diffusers pipeline: 2.5 s at load ~1
 def test_a_damaged_pipeline_folder_is_a_usage_error_naming_it(winoeval, tmp_path):
     import shutil
 

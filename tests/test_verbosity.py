@@ -67,6 +67,7 @@ def _run(args, env, **kw):
                           capture_output=True, text=True, timeout=300, **kw)
 
 
+@pytest.mark.slow  # two interpreters, each loading a diffusers pipeline: 9.5 s at load ~1
 def test_quiet_silences_diffusers_and_transformers_loading_bars(tmp_path, cli_env):
     base = ["run", "-m", "winodigits-sd", "-t", "winodigits:control", "--limit", "1", "--n-samples", "1",
             "-o", str(tmp_path)]
