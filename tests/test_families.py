@@ -141,6 +141,7 @@ def test_flow_plugins_pass_check_plugin(pipes, kind):
     assert check_model(model, task="toy-winoground") == []
 
 
+@pytest.mark.slow
 def test_sd3_t5_off_feeds_zeros_for_t5(pipes):
     on, off = _load("sd3", pipes["sd3"]), _load("sd3", pipes["sd3"], t5="off")
     assert off.pipe.text_encoder_3 is None and on.pipe.text_encoder_3 is not None
@@ -262,6 +263,7 @@ def test_fp32_bf16_fp16_forwards_run_and_agree_roughly(pipes, kind):
         cls(model.pipe, device="cpu", dtype=torch.float32, **kwargs)  # back to float32 for the next dtype
 
 
+@pytest.mark.slow
 def test_cli_runs_sd3_end_to_end(pipes, tmp_path):
     from click.testing import CliRunner
 

@@ -7,6 +7,11 @@ import importlib.metadata
 import pytest
 
 
+def pytest_configure(config):
+    # winoeval's pyproject declares it too; this is for a run of these tests on their own
+    config.addinivalue_line("markers", "slow: long-running tests (leave them out with -m 'not slow')")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _installed_and_one_thread():
     try:

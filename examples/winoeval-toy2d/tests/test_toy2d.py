@@ -31,6 +31,7 @@ def test_registered_through_the_entry_point():
     assert "[toy2d]" in res.stdout and "spirals:…" in res.stdout
 
 
+@pytest.mark.slow
 def test_it_keeps_the_plugin_contract():
     assert check_task("spirals") == []
     assert check_task("spirals:train") == []
@@ -41,6 +42,7 @@ def test_it_keeps_the_plugin_contract():
     assert res.stdout.startswith("model toy2d: ok")
 
 
+@pytest.mark.slow
 def test_the_shipped_checkpoint_classifies_held_out_points(tmp_path):
     out = evaluate(RunConfig("toy2d", "spirals", scorer_args={"n_samples": (20,)}, output_path=str(tmp_path)),
                    progress=False)
@@ -58,6 +60,7 @@ def test_points_are_the_images_and_unknown_texts_are_refused(model):
         model.encode_texts(["spiral c"])
 
 
+@pytest.mark.slow
 def test_guidance_at_scale_4_puts_samples_in_their_class(model):
     """s = 4: ≥ 90 % of the points drawn for class c are classified c by the diffusion classifier itself,
     with either guidance. s = 0 with classifier guidance is unconditional sampling: about half and half."""
@@ -92,6 +95,7 @@ def test_train_command_writes_a_checkpoint_the_model_loads(tmp_path):
     assert res.exit_code == 2 and "must be positive" in res.output
 
 
+@pytest.mark.slow
 def test_pictures(model):
     from winoeval_toy2d.plots import decision_figure, guidance_figure
 
