@@ -206,6 +206,7 @@ def parse_html(path: Path) -> _Sections:
     return parser
 
 
+@pytest.mark.slow
 def test_html_plot_csv_outputs(two_runs, tmp_path):
     html_path, png, csv_path = tmp_path / "r.html", tmp_path / "p.png", tmp_path / "r.csv"
     result = invoke(*two_runs, "--html", html_path, "--plot", png, "--csv", csv_path)
@@ -287,7 +288,8 @@ def test_light_imports():
 
 
 @pytest.mark.parametrize("task,models", [("toy-winoground", ("analytic", "analytic:0.9")),
-                                         ("toy-winoground:3", ("analytic", "analytic:10"))])
+                                         pytest.param("toy-winoground:3", ("analytic", "analytic:10"),
+                                                      marks=pytest.mark.slow)])  # 4.9 s at load ~9
 def test_end_to_end_real_runs(tmp_path, task, models):
     from winoeval.config import RunConfig
     from winoeval.runner import evaluate
