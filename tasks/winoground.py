@@ -133,4 +133,8 @@ def load(argument: str | None, config: Any):
 def winoeval_register_tasks(register):
     register("winoground", load, takes_argument=True, options={},
              description="Winoground (facebook/winoground, gated; 400 pairs): text/image/group scores; "
-                         "winoground:object|relation|both for one collapsed tag")
+                         "winoground:object|relation|both for one collapsed tag",
+             licence="research use only (gated on the hub: accept its licence)",
+             citation="Thrush, Jiang, Bartolo, Singh, Williams, Kiela, Ross. Winoground: Probing Vision and "
+                      "Language Models for Visio-Linguistic Compositionality. CVPR 2022. arXiv:2204.03162",
+             source="https://huggingface.co/datasets/facebook/winoground (gated)", group="compositional")

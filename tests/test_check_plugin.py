@@ -306,6 +306,7 @@ def test_each_task_rule_catches_a_broken_task():
         "meta": _points_task(examples=_examples([_ex(0, meta={"x": {1, 2}})]), size=1),
         "defaults": _points_task(defaults={"n_sample": 10}),
         "breakdowns": _points_task(breakdowns=[3]),
+        "choice": TaskData("c", "choice", _examples([_ex(0, texts=["only one"])]), 1),
     }
     assert set(cases) == set(TASK_RULES)
     for rule, task in cases.items():

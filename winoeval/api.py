@@ -17,6 +17,12 @@ randomness): scores are reproducible from (seed, example id), and a resumed run 
 
 **Ties.** Scores are compared strictly (``>``): a tie counts as wrong, for Winoground text, image
 and group scores and for classification (a tie for the best score is an error).
+
+**Values.** Every tensor a plugin returns is checked in one place (``winoeval.scoring.result``): the
+documented shape, and finite values — NaN, +inf and −inf are never legal (a matcher's −inf is not a
+pruned candidate: only the scorer prunes). A value that breaks this is a ``BadExampleError`` naming the
+example and the pair; ``--skip-bad`` skips and counts such examples. ``encode_texts`` output is opaque
+to the scorer: only its number of rows is checked.
 """
 
 from __future__ import annotations
@@ -110,6 +116,9 @@ class Example:
     - ``metric="classification"``: one image (the runner scores row 0), ``label`` is the index of
       the true text in ``texts``, and ``texts`` equals ``TaskData.texts``. A tie for the best score
       counts as wrong.
+    - ``metric="choice"``: one image, its own K ≥ 2 candidate texts (K may differ between examples; the
+      runner scores row 0), ``label`` the index of the true text. A tie for the best score counts as
+      wrong. The diffusion scorer shares one (t, ε) across the K texts, as for classification.
     - ``meta``: a dict of JSON values (what ``TaskData.breakdowns`` breaks results down by: tags
       and so on); copied into each line of the samples JSONL.
     """
@@ -129,7 +138,7 @@ class TaskData:
       (``"winoground"`` for ``winoground:relation``). Results are keyed by the task string given on
       the command line (``config.task``); ``name`` is recorded beside it as ``task.dataset`` in the
       results file.
-    - ``metric``: ``"winoground"`` or ``"classification"`` (see :class:`Example` for each contract).
+    - ``metric``: ``"winoground"``, ``"classification"`` or ``"choice"`` (see :class:`Example` for each contract).
       Winoground tasks are scored with the unconditional normalisation by default (for denoisers;
       ``defaults={"normalize": False}`` or ``--no-normalize`` turn it off); classification tasks without.
     - ``examples``: a zero-argument callable returning an iterator of :class:`Example`; called once
@@ -140,10 +149,12 @@ class TaskData:
       ``to_keep``, ``loss``, ``timesteps``, …) or ``normalize``; flags the user sets override them.
     - ``breakdowns``: the ``meta`` keys the metrics are broken down by (list values count in each group).
     - ``fingerprint``: what the examples are made of (e.g. a hash of the data), for the cache key.
+    - ``macro`` (``metric="choice"``): ``{meta key: {"exclude": [...], "min_count": n}}`` adds the mean of
+      the per-group accuracies over that key (ARO's macro accuracy) as ``macro_accuracy`` in the results.
     """
 
     name: str
-    metric: str  # "winoground" | "classification"
+    metric: str  # "winoground" | "classification" | "choice"
     examples: Callable[[], Iterator[Example]]
     size: int
     texts: list[str] | None = None  # the shared candidate texts of a classification task
@@ -151,3 +162,4 @@ class TaskData:
     defaults: dict[str, Any] = field(default_factory=dict)  # scorer presets, e.g. stages, loss
     breakdowns: list[str] = field(default_factory=list)  # meta keys the metrics break results down by
     fingerprint: str | None = None  # what the examples are made of (e.g. a hash of the data); keys the cache
+    macro: dict[str, dict[str, Any]] = field(default_factory=dict)  # choice: macro accuracy over a meta key

@@ -96,7 +96,8 @@ cli.command_class = WinoevalCommand
 @click.option("--model", "-m", required=True, help="Model name, e.g. sd2, openclip, mnist-unet, sd:DIR.")
 @click.option("--task", "-t", "tasks", required=True, multiple=True,
               help="Task name, e.g. winoground, winoground:relation, mnist; several: -t a -t b or -t a,b "
-                   "(one model load, one results file).")
+                   "(one model load, one results file); a group: compositional, zeroshot or @FILE (task names, "
+                   "one per line).")
 @click.option("--n-samples", help="Monte-Carlo (t, ε) draws per image–text pair (not examples); a comma list gives "
                                   "pruning stages, e.g. 25,250. [default: 20, or the task's preset]")
 @click.option("--to-keep", help="Candidates kept after each pruning stage, strictly decreasing, e.g. 5,1. "
@@ -161,6 +162,10 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
         raise click.UsageError("give a task with --task/-t")
     if len(set(task_names)) != len(task_names):
         raise click.UsageError(f"a task is given twice in --task ({', '.join(task_names)})")
+    from .groups import expand
+
+    # task groups (compositional, zeroshot, @suite.txt) → their tasks, each with its --data-dir folder
+    task_names, task_groups, group_dirs = expand(task_names, data_dir)
 
     scorer_args = {"n_samples": _ints(n_samples, "--n-samples"), "to_keep": _ints(to_keep, "--to-keep"),
                    "early_stop": early_stop, "confidence": confidence, "variance": early_variance, "noise": noise,
@@ -177,7 +182,7 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
     prepared = []
     try:
         for name in task_names:
-            prepared.append(prepare(dataclasses.replace(config, task=name)))
+            prepared.append(prepare(dataclasses.replace(config, task=name, data_dir=group_dirs.get(name, data_dir))))
         if confidence is not None and not early_stop:
             click.echo("warning: --confidence only applies with --early-stop; it is ignored", err=True)
         if early_variance is not None and not early_stop:
@@ -194,7 +199,7 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
             distributed.run_workers(distributed.argv_from_params(ctx.command, ctx.params, {"num_processes", "quiet"}),
                                     num_processes)
         out = run_tasks(config, task_names, progress=not quiet and num_processes == 1, prepared=prepared,
-                        workers_since=workers_since)
+                        workers_since=workers_since, groups=task_groups)
     except BaseException:
         for prep in prepared:
             remove_if_empty(prep)  # a failed run leaves no empty output folder behind (and no other's)
@@ -243,11 +248,17 @@ def list_(show_options) -> None:
         width = max((len(n) for n in entries), default=0)
         for name, entry in sorted(entries.items()):
             shown = f"{name}:…" if entry.takes_argument else name
-            click.echo(f"  {shown:<{width + 2}}  {entry.description}  [{entry.plugin}]{_weights_mark(entry)}")
+            licence = f"  · licence: {entry.extras['licence']}" if entry.extras.get("licence") else ""
+            click.echo(f"  {shown:<{width + 2}}  {entry.description}  [{entry.plugin}]{_weights_mark(entry)}{licence}")
             if show_options:
                 for line in _option_lines(entry, flag, "      "):
                     click.echo(line)
         click.echo()
+    from .groups import builtin_groups
+
+    click.echo("Task groups (--task GROUP, or --task @FILE for your own):")
+    for group, members in builtin_groups().items():
+        click.echo(f"  {group}: {', '.join(members)}")
 
 
 @cli.command()
@@ -273,6 +284,9 @@ def info(name) -> None:
         click.echo(f"{entry.name}{':ARGUMENT' if entry.takes_argument else ''}  ({kind}, plugin {entry.plugin})")
         if entry.description:
             click.echo(f"  {entry.description}")
+        for key in ("licence", "citation", "source", "group"):
+            if entry.extras.get(key):
+                click.echo(f"  {key}: {entry.extras[key]}")
         for line in _option_lines(entry, flag, "  "):
             click.echo(line)
 

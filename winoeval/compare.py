@@ -53,8 +53,9 @@ def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, htm
     RESULTS are results_<stamp>.json files (or output directories) of runs made with --log-samples.
     Prints markdown: each metric overall and per tag with 95 % intervals, then for each pair of runs
     the difference with an exact McNemar test, a paired bootstrap interval, and the examples that
-    one model gets right and the other wrong. Results files of several tasks are compared task by
-    task (each output file then gets the task's name before its extension).
+    one model gets right and the other wrong. Results files of several tasks (a task group) are
+    compared task by task (each output file then gets the task's name before its extension), then
+    in one table of every task's headline score, and --plot also draws that table as one figure.
     """
     try:
         files = [f for p in results for f in pick_results(Path(p))]  # a folder: the newest run of each model
@@ -67,13 +68,23 @@ def compare_command(results, pairs, strict, labels, n_boot, seed, plot_path, htm
     except CompareError as exc:
         raise click.ClickException(str(exc)) from None
     several = len(groups) > 1
+    comps = []
     for k, (task, runs) in enumerate(groups):
         if several:
             click.echo(("\n" if k else "") + f"# task {task}\n")
         outputs = {key: _per_task(path, task) if several and path else path
                    for key, path in (("plot", plot_path), ("html", html_path), ("csv", csv_path), ("json", json_path))}
-        _compare_runs(runs, labels=labels, pairs=pairs, strict=strict, n_boot=n_boot, seed=seed, data_dir=data_dir,
-                      no_images=no_images, calibrate=calibrate, **outputs)
+        comps.append((task, _compare_runs(runs, labels=labels, pairs=pairs, strict=strict, n_boot=n_boot, seed=seed,
+                                          data_dir=data_dir, no_images=no_images, calibrate=calibrate, **outputs)))
+    if several:  # runs of several tasks (a task group): every task's headline in one table and one plot
+        from .groups import overview, overview_markdown, write_overview_plot
+        from .plot import chance_level
+
+        ov = overview(comps, chance_level)
+        click.echo("\n" + overview_markdown(ov))
+        if plot_path:
+            write_overview_plot(plot_path, ov)
+            click.echo(f"wrote {plot_path} (all tasks)", err=True)
 
 
 def _per_task(path: str, task: str) -> str:
@@ -151,6 +162,7 @@ def _compare_runs(runs, *, labels, pairs, strict, n_boot, seed, data_dir, no_ima
             click.echo(f"warning: {warning}", err=True)
         write_html(html, comp, runs, shared.ids, images, class_names)
         click.echo(f"wrote {html}", err=True)
+    return comp
 
 
 @click.command(name="calibrate")

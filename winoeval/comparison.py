@@ -25,6 +25,8 @@ from .results import BINARY, CLASSIFICATION_METRICS, WINOGROUND_METRICS, Run, Sh
 
 
 def metric_names(metric: str) -> tuple[str, ...]:
+    if metric == "choice":  # K captions of each image's own: no classes, so no mean per-class accuracy
+        return CLASSIFICATION_METRICS[:1]
     return WINOGROUND_METRICS if metric == "winoground" else CLASSIFICATION_METRICS
 
 
@@ -204,4 +206,6 @@ def build_comparison(runs: Sequence[Run], shared: Shared, pairs: str = "first", 
         "n_classes": (len(runs[0].records[shared.ids[0]]["scores"][0])
                       if metric == "classification" and shared.ids else None),
         "scores": scores, "pairs": pair_rows,
+        "chance": (sum(1 / len(runs[0].records[i]["scores"][0]) for i in shared.ids) / len(shared.ids)
+                   if metric == "choice" and shared.ids else None),
     }

@@ -83,6 +83,10 @@ def winoeval_register_tasks(register: Callable[..., None]) -> None:
     - `config.task_args` holds the `--task-arg KEY=VALUE` pairs (values are strings), declared by
       `options` as for models; `config.data_dir` is `--data-dir`. A bad `argument` or option value is
       raised as `winoeval.config.ConfigError` (one line, exit status 2), as for models.
+    - Optional keywords, shown by `winoeval list` / `winoeval info`: `licence="..."` (the data's
+      licence), `citation="..."`, `source="..."` (where the data comes from). `group="compositional"`
+      (or `"zeroshot"`, or any name) puts the task in that task group (`--task GROUP`);
+      `members=["name:a", "name:b"]` is what the task contributes to its group (default: `name`).
 
     ```python
     from winoeval.api import Example, TaskData

@@ -270,6 +270,7 @@ def class_name(k: int | None, class_names: list[str] | None) -> str:
 def _classification_block(eid: str, runs, images, class_names) -> tuple[str, dict[str, bool]]:
     records = [run.records[eid] for run in runs]
     label = records[0].get("label")
+    class_names = records[0].get("texts") or class_names  # a choice example: its own captions
     flags = {"disagree-correct": len({bool(r["verdicts"]["correct"]) for r in records}) > 1,
              "disagree-prediction": len({r["verdicts"].get("prediction") for r in records}) > 1}
     flags["all-wrong"] = all(not r["verdicts"]["correct"] for r in records)

@@ -46,6 +46,8 @@ def short_labels(labels: Sequence[str]) -> dict[str, str]:
 def chance_level(comp: dict[str, Any], metric: str) -> float | None:
     if comp["metric"] == "winoground":
         return WINOGROUND_CHANCE.get(metric)
+    if comp.get("chance") is not None:  # choice: the mean of 1/K over the examples
+        return comp["chance"]
     k = comp.get("n_classes")
     return 1.0 / k if k else None
 

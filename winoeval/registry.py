@@ -31,10 +31,15 @@ DEFAULT_PLUGINS = (
     "winoeval.tasks.winoground",
     "winoeval.tasks.zeroshot",
     "winoeval.tasks.winodigits",
+    "winoeval.tasks.sugarcrepe",
+    "winoeval.tasks.aro",
+    "winoeval.tasks.valse",
+    "winoeval.tasks.winoformat",
 )
 
 ENV_VAR = "WINOEVAL_PLUGINS"
-KNOWN_EXTRAS = {"train", "weights"}  # register() keywords kept in Entry.extras
+KNOWN_EXTRAS = {"train", "weights",  # register() keywords kept in Entry.extras
+                "licence", "citation", "source", "group", "members"}  # tasks: shown by list/info; task groups
 
 
 class PluginLoadWarning(UserWarning):

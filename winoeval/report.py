@@ -158,6 +158,10 @@ def markdown_table(results: dict[str, Any]) -> str:
                     continue  # a tag every example has would only repeat `all`
                 for value, s in groups.items():
                     lines.append(row(f"{key}={value}", s))
+        elif m["metric"] == "choice":
+            from .groups import choice_table_lines
+
+            lines += choice_table_lines(model, task_name, m)
         else:
             lines += ["| model | task | n | accuracy | mean per-class | evals/example |",
                       "|---|---|---:|---:|---:|---:|"]
@@ -168,4 +172,8 @@ def markdown_table(results: dict[str, Any]) -> str:
                          f"{_pct(m['mean_per_class_accuracy'])} [{_pct(mlo)}, {_pct(mhi)}] | {evals} |")
         if m.get("skipped"):
             lines.append(f"\n{m['skipped']} example(s) skipped (see 'skipped' in the results file).")
+    if results.get("groups"):
+        from .groups import group_table_lines
+
+        lines += group_table_lines(results)
     return "\n".join(lines)

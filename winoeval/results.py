@@ -171,6 +171,8 @@ def load_file_runs(results_path: Path) -> list[Run]:
         if several:  # the view of one task, shaped as a one-task results file
             view = {**results, "task": {**results["tasks"][task], "name": task},
                     "results": {task: results.get("results", {}).get(task, {})}}
+            if "data_dir" in results["tasks"][task]:  # a task group: each task read its own folder
+                view["config"] = {**results.get("config", {}), "data_dir": results["tasks"][task]["data_dir"]}
         samples = samples_path_for(results_path, task if several else None)
         records, skipped = _read_samples(samples, results_path, results)
         runs.append(Run(results_path, samples, view, records, skipped, label=str(results["model"]["name"])))
@@ -327,7 +329,8 @@ def build_results(config, scorer, task, records: list[dict], *, model_plugin: st
     from . import metrics
 
     scored = [r for r in records if "skipped" not in r]
-    task_metrics = metrics.compute(task.metric, scored, task.class_names, task.breakdowns)
+    task_metrics = metrics.compute(task.metric, scored, task.class_names, task.breakdowns,
+                                   macro=getattr(task, "macro", None))
     task_metrics["metric"] = task.metric
     skipped = [{"id": r["id"], "reason": r["skipped"]} for r in records if "skipped" in r]
     task_metrics["skipped"] = len(skipped)

@@ -14,6 +14,7 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -81,10 +82,10 @@ def prepare(config: RunConfig) -> Prepared:
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--output-path {str(root)!r} is a file; pass a folder (winoeval writes "
                           f"<folder>/<model>/results_<date>.json)")
-    prep = Prepared(config, model_entry, model_arg, task_entry, task_arg, root / safe_name(config.model))
+    task = task_entry.loader(task_arg, config)  # before any folder is made: a data error leaves none behind
+    prep = Prepared(config, model_entry, model_arg, task_entry, task_arg, root / safe_name(config.model), task,
+                    ScorerConfig.resolve(config.scorer_args, task.metric, task.defaults))
     check_output_dir(prep.output_dir, prep.created)
-    prep.task = task_entry.loader(task_arg, config)
-    prep.scorer = ScorerConfig.resolve(config.scorer_args, prep.task.metric, prep.task.defaults)
     return prep
 
 
@@ -316,15 +317,21 @@ def _write(out: RunOutput, output_dir: Path, log_samples: bool, by_task: dict[st
 
 
 def run_tasks(config: RunConfig, tasks: list[str], *, progress: bool = True,
-              prepared: list[Prepared] | None = None, workers_since: float | None = None) -> RunOutput:
+              prepared: list[Prepared] | None = None, workers_since: float | None = None,
+              groups: dict[str, list[str]] | None = None) -> RunOutput:
     """One model on several tasks: the model loads once; one results file whose ``results`` holds every
-    task (lm-evaluation-harness's layout) and ``tasks`` each task's description and fingerprint."""
+    task (lm-evaluation-harness's layout) and ``tasks`` each task's description and fingerprint.
+    ``groups`` (from ``--task GROUP``): {group: its tasks}, summarised under ``groups`` (winoeval.groups)."""
     preps = prepared or [prepare(dataclasses.replace(config, task=t)) for t in tasks]
     slot: dict = {}
     outs = [evaluate(p.config, progress=progress, write=False, prepared=p, model_slot=slot,
                      workers_since=workers_since) for p in preps]
     if len(outs) == 1 or not outs[0].results:  # one task, or a worker process (the parent gathers)
         first = outs[0]
+        if first.results and groups:
+            from .groups import summarize
+
+            first.results["groups"] = summarize(first.results["results"], groups)
         if first.results and len(outs) == 1:
             _write(first, preps[0].output_dir, preps[0].config.log_samples, {preps[0].config.task: first.records})
         return first
@@ -332,8 +339,17 @@ def run_tasks(config: RunConfig, tasks: list[str], *, progress: bool = True,
     merged["config"] = {**merged["config"], "task": ",".join(tasks)}
     merged["results"] = {t: o.results["results"][t] for t, o in zip(tasks, outs)}
     merged["tasks"] = {t: {**o.results["task"], "run": o.results["run"]} for t, o in zip(tasks, outs)}
+    dirs = {t: o.results["config"].get("data_dir") for t, o in zip(tasks, outs)}
+    if len(set(dirs.values())) > 1:  # a task group: one --data-dir folder per dataset, kept per task
+        for t in tasks:
+            merged["tasks"][t]["data_dir"] = dirs[t]
+        merged["config"]["data_dir"] = os.path.abspath(os.path.expanduser(config.data_dir)) if config.data_dir else None
     merged["skipped"] = [{**s, "task": t} for t, o in zip(tasks, outs) for s in o.results["skipped"]]
     merged.pop("task", None)
+    if groups:
+        from .groups import summarize
+
+        merged["groups"] = summarize(merged["results"], groups)
     computed, reused = sum(o.computed for o in outs), sum(o.reused for o in outs)
     merged["run"] = {**outs[-1].results["run"], "examples_computed": computed, "examples_reused": reused,
                      "wall_time_s": round(sum(o.results["run"]["wall_time_s"] for o in outs), 3), "run_key": None}

@@ -43,7 +43,7 @@ MODEL_RULES = {
 
 TASK_RULES = {
     "load": "the loader returns a winoeval.api.TaskData",
-    "metric": "`metric` is 'winoground' or 'classification'",
+    "metric": "`metric` is 'winoground', 'classification' or 'choice'",
     "examples": "`examples` is a zero-argument callable yielding winoeval.api.Example",
     "size": "`size` equals the number of examples",
     "ids": "ids are unique strings",
@@ -52,6 +52,7 @@ TASK_RULES = {
     "texts": "`texts` is a non-empty list of non-empty strings ('' is the unconditional text)",
     "winoground": "a winoground example has exactly 2 images, 2 texts and label None",
     "label": "a classification label is an int indexing texts; texts equal TaskData.texts",
+    "choice": "a choice example has one image, at least 2 texts of its own and a label indexing them",
     "class_names": "one class name per shared text",
     "meta": "`meta` is a JSON-serialisable dict",
     "defaults": "`defaults` are scorer settings (ScorerConfig fields or normalize)",
@@ -381,8 +382,8 @@ def check_task(task: Any, *, config: Any = None, n_pixels: int = 3) -> list[str]
         failures.add("load", f"the loader of {name!r} returned {type(task).__name__}",
                      "return winoeval.api.TaskData(name, metric, examples, size, ...)")
         return failures
-    if task.metric not in ("winoground", "classification"):
-        failures.add("metric", f"metric {task.metric!r}", "use 'winoground' or 'classification'")
+    if task.metric not in ("winoground", "classification", "choice"):
+        failures.add("metric", f"metric {task.metric!r}", "use 'winoground', 'classification' or 'choice'")
         return failures
     if not callable(task.examples):
         failures.add("examples", f"examples is a {type(task.examples).__name__}",
@@ -465,6 +466,8 @@ def _walk(task, failures: _Failures, n_pixels: int) -> list[tuple[str, Any]] | N
                 if resolved is not None:
                     if not resolved:
                         failures.add("images", f"example {eid!r} has no images", "give at least one image")
+                    if task.metric == "choice" and len(resolved) != 1:
+                        failures.add("choice", f"example {eid!r} has {len(resolved)} images", "give exactly 1 image")
                     if task.metric == "winoground" and len(resolved) != 2:
                         failures.add("winoground", f"example {eid!r} has {len(resolved)} images",
                                      "give exactly 2 images; image i matches text i")
@@ -499,6 +502,8 @@ def _check_example_texts(task, example, failures: _Failures) -> None:
             failures.add("winoground", f"example {eid!r} has label {label!r}",
                          "leave label None: image i matches text i")
         return
+    if task.metric == "choice" and len(texts) < 2:
+        failures.add("choice", f"example {eid!r} has {len(texts)} text", "give the true text and at least one other")
     if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(texts):
         failures.add("label", f"example {eid!r} has label {label!r} for {len(texts)} texts",
                      "give the index of the true text in texts (an int)")
