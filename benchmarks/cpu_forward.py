@@ -98,4 +98,6 @@ def render(res: dict[str, Any]) -> str:
     return (f"Batch {res['batch']}, {res['threads']} torch thread, {res['gflop_per_forward']:.2f} GFLOP per forward; "
             f"nominal fp32 peak of one core {peak:.0f} GFLOP/s (section `flops`). Medians of interleaved rounds.\n\n"
             + md_table(["variant", "CPU ms / evaluation", "wall ms / evaluation", "GFLOP/s (CPU time)",
-                        "of one core's peak", "speed (CPU) vs eager", "max |Δε̂| vs eager"], rows) + extra)
+                        "of one core's fp32 peak", "speed (CPU) vs eager", "max |Δε̂| vs eager"], rows) + extra
+            + "\n\nbf16 runs the matrix products at twice fp32's rate on this CPU (AVX-512 BF16), hence above the fp32 "
+              "peak; its outputs differ from float32 by the last column's amount, so it changes errors, not only speed.")
