@@ -4,7 +4,7 @@ The first 100 WinoDigits test examples, `winodigits-sd`, budget N = 100 even tim
 scores (the task default) — the setting of section ``winodigits``'s early-decision row. The full
 budget is the reference; each early-decision setting is compared with it on the per-example
 text/image/group verdicts, and on U-Net evaluations per example. Settings are ``ScorerConfig``
-fields (``min_samples``, ``confidence``), passed through ``RunConfig.scorer_args``; nothing else changes.
+fields (``min_samples``, ``confidence``, ``chunk``), passed through ``RunConfig.scorer_args``; nothing else changes.
 """
 
 from __future__ import annotations
