@@ -86,15 +86,21 @@ def open_one(root: Path, rel: str, name: str, crop: tuple[float, float, float, f
         import numpy as np
         from PIL import Image
 
-        from winoeval.localdata import _inside
+        from winoeval.localdata import BadImageError, confined_path, max_pixels
 
-        target = _inside(root, {"bytes": None, "path": str(rel)}, name)["path"]
+        target = confined_path(root, rel, name)  # the one confinement helper every task uses
         try:
-            array = np.load(target, allow_pickle=False)
+            array = np.load(target, mmap_mode="r", allow_pickle=False)  # the shape first, pixels later
         except (OSError, ValueError) as exc:
             raise OSError(f"{name} is unreadable ({type(exc).__name__}: {exc})") from exc
+        except Exception as exc:  # noqa: BLE001 - any other decoder failure is a bad example too
+            raise BadImageError(f"{name} is unreadable ({type(exc).__name__}: {exc})") from None
         if array.ndim != 3 or array.shape[2] != 3:
             raise ValueError(f"{name}: expected an H×W×3 array, got shape {tuple(array.shape)}")
+        limit = max_pixels()
+        if limit and array.shape[0] * array.shape[1] > limit:
+            raise BadImageError(f"{name} is larger than the pixel limit of {limit:,} ({array.shape[1]} × "
+                                f"{array.shape[0]}); raise --max-pixels if the image is genuine")
         image = Image.fromarray(np.ascontiguousarray(array[:, :, ::-1]).astype("uint8"), "RGB")
     else:
         from winoeval.localdata import open_image

@@ -190,16 +190,30 @@ def _hub_task(config: Any):
     from winoeval.api import Example, TaskData
     from winoeval.hub import load_hf_dataset
 
-    ds = load_hf_dataset("ylecun/mnist", "test", data_dir=getattr(config, "data_dir", None), what="MNIST")
+    from winoeval.localdata import data_fingerprint, open_image, undecoded
+
+    data_dir = getattr(config, "data_dir", None)
+    ds = load_hf_dataset("ylecun/mnist", "test", data_dir=data_dir, what="MNIST")
+    for column in ("image", "label"):
+        if column not in ds.column_names:
+            from winoeval.config import ConfigError
+
+            raise ConfigError(f"{data_dir or 'ylecun/mnist'!r} does not look like MNIST: no column {column!r} "
+                              f"(it has {', '.join(ds.column_names)})")
+    ds, features = undecoded(ds, ["image"])  # decoded in the runner's guard, paths confined to --data-dir
 
     def examples() -> Iterator[Example]:
         for i, row in enumerate(ds):
-            yield Example(id=f"hub-{i}", images=[row["image"]], texts=list(LABEL_TEXTS), label=int(row["label"]),
-                          meta={"source": "ylecun/mnist", "split": "test", "digit": int(row["label"])})
+            label = row["label"]  # the runner refuses a label that is not a digit 0-9, naming the example
+            value = row["image"]
+            yield Example(id=f"hub-{i}", images=lambda value=value: [open_image(value, features["image"], "image",
+                                                                                root=data_dir)],
+                          texts=list(LABEL_TEXTS), label=label,
+                          meta={"source": "ylecun/mnist", "split": "test", "digit": label})
 
     return TaskData(name="mnist", metric="classification", examples=examples, size=len(ds),
                     texts=list(LABEL_TEXTS), class_names=list(LABEL_TEXTS), defaults={},
-                    fingerprint=getattr(ds, "_fingerprint", None))
+                    fingerprint=data_fingerprint(ds, data_dir))
 
 
 def load_task(argument: str | None, config: Any):

@@ -92,7 +92,7 @@ def load(argument: str | None, config: Any):
     from winoeval.api import Example, TaskData
     from winoeval.config import ConfigError
     from winoeval.hub import load_hf_dataset
-    from winoeval.localdata import undecoded
+    from winoeval.localdata import data_fingerprint, undecoded
 
     subset = parse_subset(argument)
     task_args = dict(getattr(config, "task_args", None) or {})
@@ -126,7 +126,7 @@ def load(argument: str | None, config: Any):
     name = "winoground" + (f":{subset.lower()}" if subset else "")
     return TaskData(name=name, metric="winoground", examples=examples, size=len(ds),
                     defaults={"normalize": True}, breakdowns=list(BREAKDOWNS),
-                    fingerprint=getattr(ds, "_fingerprint", None))
+                    fingerprint=data_fingerprint(ds, data_dir))
 
 
 @hookimpl

@@ -345,7 +345,7 @@ def load_zeroshot(spec: ZeroShotSpec, config: Any, argument: str | None = None):
 
     from winoeval.api import Example, TaskData
     from winoeval.hub import load_hf_dataset
-    from winoeval.localdata import open_image, undecoded
+    from winoeval.localdata import data_fingerprint, open_image, undecoded
 
     if argument:
         raise _config_error(f"{spec.name} takes no ':argument' (got {argument!r})")
@@ -383,7 +383,7 @@ def load_zeroshot(spec: ZeroShotSpec, config: Any, argument: str | None = None):
 
     return TaskData(name=spec.name, metric="classification", examples=examples, size=len(ds), texts=list(texts),
                     class_names=list(class_names), defaults=dict(spec.defaults),
-                    fingerprint=getattr(ds, "_fingerprint", None))
+                    fingerprint=data_fingerprint(ds, data_dir))
 
 
 def _load_published(spec: ZeroShotSpec, config: Any, templates: Sequence[str], classes: Sequence[str] | None):

@@ -135,15 +135,17 @@ def test_winoeval_has_no_import_cycle():
 # foundation, the settings and the scorer, never the orchestration, the renderers or the commands.
 LAYERS = {
     0: ["winoeval", "winoeval.errors", "winoeval.api", "winoeval.hookspecs", "winoeval.metrics", "winoeval.fingerprint",
-        "winoeval.sampling", "winoeval.scoring.objectives", "winoeval.testing.models",
+        "winoeval.sampling", "winoeval.verbosity", "winoeval.scoring.objectives", "winoeval.testing.models",
         "winoeval.testing.point_mass"],
-    1: ["winoeval.config", "winoeval.storage", "winoeval.localdata", "winoeval.hub", "winoeval.training"],
-    2: ["winoeval.registry", "winoeval.scoring", "winoeval.records", "winoeval.results", "winoeval.distributed",
+    1: ["winoeval.config", "winoeval.storage", "winoeval.localdata", "winoeval.hub", "winoeval.training",
+        "winoeval.options", "winoeval.validate"],
+    2: ["winoeval.registry", "winoeval.scoring", "winoeval.records", "winoeval.errorlog", "winoeval.results",
+        "winoeval.distributed",
         "winoeval.groups",
         "winoeval.calibration", "winoeval.plugins", "winoeval.tasks", "winoeval.testing.data"],
     3: ["winoeval.runner", "winoeval.comparison"],
     4: ["winoeval.report", "winoeval.plot", "winoeval.html_report"],
-    5: ["winoeval.compare", "winoeval.cli", "winoeval.docs", "winoeval.__main__", "winoeval.testing",
+    5: ["winoeval.compare", "winoeval.rescore", "winoeval.cli", "winoeval.docs", "winoeval.__main__", "winoeval.testing",
         "winoeval.testing.check"],
 }
 

@@ -36,15 +36,28 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @runtime_checkable
 class Denoiser(Protocol):
-    """A conditional ε-prediction model; the core scorer turns it into an image–text matcher.
+    """A conditional denoiser (ε-, v- or flow-prediction); the core scorer turns it into an image–text matcher.
 
-    ``kind`` is ``"denoiser"``. Timesteps are integer indices 0 … T−1 into ``alphas_cumprod``.
+    ``kind`` is ``"denoiser"``. Timesteps are integer indices 0 … T−1 into the model's noise grid.
+
+    Objective (optional attribute ``objective``, see :mod:`winoeval.scoring.objectives`): what
+    ``predict_noise`` returns, and so how the scorer noises and what it compares with.
+
+    - ``"epsilon"`` (the default when absent): x_t = √ᾱ_t·z0 + √(1−ᾱ_t)·ε, target ε; the grid is
+      ``alphas_cumprod``. A v-predicting network may convert its output to ε itself and stay here
+      (the ``sd`` plugin does, as the original implementation compares ε's).
+    - ``"v_prediction"``: the same x_t, target v = √ᾱ_t·ε − √(1−ᾱ_t)·z0.
+    - ``"flow"`` (rectified flow: SD 3, Flux): x_σ = (1−σ_t)·z0 + σ_t·ε, target the velocity ε − z0;
+      the grid is ``sigmas`` (T,), σ of training timestep t with the scheduler's shift applied,
+      rising with t in (0, 1]; a flow model needs no ``alphas_cumprod``, and the scorer never
+      reads it for one.
 
     Devices and dtypes: what the scorer does with each method's output.
 
     - ``encode_images`` may return latents on any device and in any float dtype: the scorer
       converts them to float32 on the CPU, draws ε there in float32 and computes
-      x_t = √ᾱ_t·z0 + √(1−ᾱ_t)·ε in float32 (ᾱ from ``alphas_cumprod`` in float64).
+      x_t = √ᾱ_t·z0 + √(1−ᾱ_t)·ε in float32 (ᾱ from ``alphas_cumprod`` in float64; for flow
+      x_σ = (1−σ)·z0 + σ·ε, σ from ``sigmas`` in float64), and the objective's target beside it.
     - x_t is then cast to ``dtype`` and moved to ``device``; t (B,) long and the condition rows
       (``encode_texts`` output, dtype unchanged) are moved to ``device``; ``predict_noise`` runs
       under ``torch.inference_mode()``.
@@ -57,6 +70,8 @@ class Denoiser(Protocol):
 
     kind: str
     alphas_cumprod: "torch.Tensor"  # (T,) float, strictly decreasing, in (0, 1]; read once (CPU float64)
+    # optional: objective = "epsilon" | "v_prediction" | "flow"; a flow model has sigmas (T,) instead of
+    # alphas_cumprod: strictly increasing, in (0, 1]
     device: "torch.device"  # where predict_noise's inputs are sent
     dtype: "torch.dtype"  # the dtype x_t is cast to before predict_noise
 
@@ -75,9 +90,10 @@ class Denoiser(Protocol):
         normalising. Row i must not depend on the other texts of the call."""
 
     def predict_noise(self, x_t: "torch.Tensor", t: "torch.Tensor", cond: "torch.Tensor") -> "torch.Tensor":
-        """ε_θ(x_t, t, cond) for a batch: x_t (B, C, H, W) in ``dtype`` on ``device``, t (B,) long,
-        cond (B, ...) rows of ``encode_texts`` output. Returns ε̂ with x_t's shape, on ``device``, any
-        float dtype; finite for every t. The rows may come from several examples, texts and t."""
+        """The model's prediction for a batch — ε̂ (``epsilon``), v̂ (``v_prediction``) or the velocity
+        v̂ ≈ ε − z0 (``flow``): x_t (B, C, H, W) in ``dtype`` on ``device``, t (B,) long grid indices,
+        cond (B, ...) rows of ``encode_texts`` output. Returns a tensor of x_t's shape, on ``device``,
+        any float dtype; finite for every t. The rows may come from several examples, texts and t."""
 
 
 @runtime_checkable
@@ -106,9 +122,9 @@ class Example:
     - ``id``: a non-empty string, unique within the task and stable across runs: the noise of an
       example is derived from (seed, id), and the resume cache is keyed by it.
     - ``images``: a list, or a zero-argument callable returning one (decode lazily; the runner
-      calls it inside a guard, so an unreadable image — OSError/ValueError — becomes an error naming
-      the example, or a counted skip with ``--skip-bad``). Iterating the task twice must give the
-      same images.
+      calls it inside a guard, so an unreadable image — any exception of the loader — becomes an
+      error naming the example, or a counted skip with ``--skip-bad``). Iterating the task twice must
+      give the same images.
     - ``texts``: non-empty strings (``""`` is reserved for the unconditional condition).
     - ``metric="winoground"``: exactly 2 images and 2 texts, image i matches text i, ``label=None``.
       Scores s[i][j] = s(text j, image i); text score: s[0][0] > s[0][1] and s[1][1] > s[1][0];

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from .verbosity import options as verbosity_options
+
 
 def _ints(value: str | None, option: str) -> tuple[int, ...] | None:
     if value is None:
@@ -16,14 +18,7 @@ def _ints(value: str | None, option: str) -> tuple[int, ...] | None:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint=option) from None
 
 
-def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
-        out[key] = value
-    return out
+from .options import FINITE_FLOAT, key_values as _key_values  # noqa: E402  (KEY=VALUE options: empty values and repeats refused)
 
 
 def as_click_error(exc: BaseException) -> click.ClickException | None:
@@ -58,7 +53,7 @@ class LazyGroup(click.Group):
     """A group whose bigger commands live in their own modules and are imported only when used."""
 
     lazy = {"compare": "winoeval.compare:compare_command", "calibrate": "winoeval.compare:calibrate_command",
-            "check-plugin": "winoeval.testing.check:check_plugin_command"}
+            "check-plugin": "winoeval.testing.check:check_plugin_command", "rescore": "winoeval.rescore:rescore_command"}
 
     def list_commands(self, ctx):
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -112,7 +107,8 @@ cli.command_class = WinoevalCommand
               help="(t, ε) per example from (seed, id), or one shared plan for every example (the original "
                    "protocol's single noise tensor). [default: per-example]")
 @click.option("--timesteps", type=click.Choice(["even", "uniform", "stratified"]),
-              help="Timestep design. [default: even]")
+              help="Timestep design over the model's training grid (ᾱ_t; for flow models σ_t, shift included: "
+                   "even = evenly spaced t, see winoeval/scoring/objectives.py). [default: even]")
 @click.option("--loss", type=click.Choice(["l2", "l1", "huber"]), help="Per-sample loss. [default: l2, or the "
                                                                        "task's preset]")
 @click.option("--normalize/--no-normalize", default=None,
@@ -135,16 +131,24 @@ cli.command_class = WinoevalCommand
 @click.option("--output-path", "-o", default="winoeval-out", show_default=True, type=click.Path(),
               help="Directory for results, per-example logs and the resume cache.")
 @click.option("--log-samples", is_flag=True, help="Also write a JSONL line per example.")
+@click.option("--log-errors", is_flag=True, help="Also keep every per-(t, ε) error in errors_<stamp>.jsonl, for "
+                                                 "`winoeval rescore` (diffusion models).")
 @click.option("--skip-bad", is_flag=True, help="Skip (and count) unreadable or non-finite examples instead of stopping.")
 @click.option("--model-arg", multiple=True, metavar="KEY=VALUE", help="Extra model option (repeatable).")
 @click.option("--task-arg", multiple=True, metavar="KEY=VALUE",
               help="Extra task option (repeatable), e.g. templates=FILE for zero-shot tasks.")
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Shard the examples over N local processes, then gather one results file.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@verbosity_options
+@click.option("--rehash", is_flag=True, help="Read every weight and data file again to fingerprint it, ignoring "
+                                             "the remembered hashes (same as WINOEVAL_REHASH=1).")
+@click.option("--max-pixels", type=click.IntRange(min=0),
+              help="Refuse images larger than this many pixels (width × height) before decoding them, as bad "
+                   "examples (--skip-bad skips them); 0: no limit. [default: 89478485, PIL's]")
 @click.pass_context
 def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_variance, noise, timesteps, loss, normalize, batch_size, compile_, device, dtype, seed, limit,
-        data_dir, output_path, log_samples, skip_bad, model_arg, task_arg, num_processes, quiet) -> None:
+        data_dir, output_path, log_samples, log_errors, skip_bad, model_arg, task_arg, num_processes, quiet, rehash,
+        max_pixels) -> None:
     """Evaluate MODEL on one or more tasks; print a markdown table and write
     OUTPUT/<model>/results_<timestamp>.json.
 
@@ -157,11 +161,13 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
     from .report import markdown_table
     from .runner import prepare, remove_if_empty, run_tasks
 
-    task_names = [t.strip() for value in tasks for t in value.split(",") if t.strip()]
+    from .options import set_run_env, split_tasks
+
+    set_run_env(rehash=rehash, max_pixels=max_pixels)  # read by winoeval.fingerprint / winoeval.localdata
+
+    task_names = split_tasks(tasks)  # a task given twice (blanks ignored) is refused before computing
     if not task_names:
         raise click.UsageError("give a task with --task/-t")
-    if len(set(task_names)) != len(task_names):
-        raise click.UsageError(f"a task is given twice in --task ({', '.join(task_names)})")
     from .groups import expand
 
     # task groups (compositional, zeroshot, @suite.txt) → their tasks, each with its --data-dir folder
@@ -176,13 +182,16 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
         scorer_args.pop("variance")
     scorer_args = {k: v for k, v in scorer_args.items() if v is not None}
     config = RunConfig(model=model, task=task_names[0], scorer_args=scorer_args, device=device, dtype=dtype,
-                       limit=limit, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
+                       limit=limit, data_dir=data_dir, output_path=output_path, log_samples=log_samples, log_errors=log_errors,
                        skip_bad=skip_bad, model_args=_key_values(model_arg, "--model-arg"),
                        task_args=_key_values(task_arg, "--task-arg"))
     prepared = []
     try:
-        for name in task_names:
-            prepared.append(prepare(dataclasses.replace(config, task=name, data_dir=group_dirs.get(name, data_dir))))
+        from .verbosity import status
+
+        with status("preparing the run (settings, device, tasks, output folder)"):
+            for name in task_names:
+                prepared.append(prepare(dataclasses.replace(config, task=name, data_dir=group_dirs.get(name, data_dir))))
         if confidence is not None and not early_stop:
             click.echo("warning: --confidence only applies with --early-stop; it is ignored", err=True)
         if early_variance is not None and not early_stop:
@@ -209,9 +218,13 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
         return
     click.echo(markdown_table(out.results))
     samples = "".join(f"\nsamples: {p}" for p in out.samples_paths.values())
+    samples += "".join(f"\nper-timestep errors: {p}" for p in out.errors_paths)
     click.echo(f"\nresults: {out.results_path}{samples}"
                + f"\n({out.computed} example(s) computed, {out.reused} reused; resume cache "
                  f"{out.cache_path.parent if out.cache_path else '-'})", err=True)
+    from .verbosity import exit_now
+
+    exit_now(0)  # the files are written and closed: skip the libraries' slow teardown
 
 
 def _option_lines(entry, flag: str, indent: str) -> list[str]:
@@ -280,8 +293,9 @@ def info(name) -> None:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise click.UsageError(f"no model or task is called {name!r}{hint} (`winoeval list` shows them all)")
-    for kind, entry, flag in found:
-        click.echo(f"{entry.name}{':ARGUMENT' if entry.takes_argument else ''}  ({kind}, plugin {entry.plugin})")
+    for n, (kind, entry, flag) in enumerate(found):
+        click.echo(("\n" if n else "")
+                   + f"{entry.name}{':ARGUMENT' if entry.takes_argument else ''}  ({kind}, plugin {entry.plugin})")
         if entry.description:
             click.echo(f"  {entry.description}")
         for key in ("licence", "citation", "source", "group"):
@@ -289,6 +303,20 @@ def info(name) -> None:
                 click.echo(f"  {key}: {entry.extras[key]}")
         for line in _option_lines(entry, flag, "  "):
             click.echo(line)
+        about = _about(entry)
+        if about:
+            click.echo(f"\n  About (from {about[0]}):")
+            for line in about[1].splitlines():
+                click.echo(f"    {line}".rstrip())
+
+
+def _about(entry) -> tuple[str, str] | None:
+    """The documentation of the module that defines a plugin's loader (its full description), or None."""
+    import inspect
+
+    module = inspect.getmodule(getattr(entry.loader, "__wrapped__", entry.loader))
+    doc = inspect.getdoc(module) if module is not None else None
+    return (module.__name__, doc.strip()) if doc and doc.strip() else None
 
 
 @cli.command()
@@ -340,12 +368,13 @@ def train() -> None:
 @cli.command()
 @click.option("--model", "-m", required=True, help="A model whose plugin can sample (e.g. mnist-unet).")
 @click.option("--label", "--prompt", "label", required=True, help="The text/class (or prompt) to condition on.")
-@click.option("--guidance", default=2.0, show_default=True, type=float, help="Classifier-free guidance weight w.")
+@click.option("--guidance", default=2.0, show_default=True, type=FINITE_FLOAT, help="Classifier-free guidance weight w.")
 @click.option("--n", "n", default=16, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG grid to write.")
-def sample(model, label, guidance, n, seed, device, out) -> None:
+@verbosity_options
+def sample(model, label, guidance, n, seed, device, out, quiet) -> None:
     """Draw class-conditional samples with classifier-free guidance, as a PNG grid."""
     import os
     from pathlib import Path
@@ -361,7 +390,10 @@ def sample(model, label, guidance, n, seed, device, out) -> None:
     entry, arg = registry.resolve("model", model)
     config = RunConfig(model=model, task="-", device=device)
     check_device(device)
-    loaded = entry.loader(arg, config)
+    from .verbosity import status
+
+    with status(f"loading model {model}", f"model {model} loaded"):
+        loaded = entry.loader(arg, config)
     if not hasattr(loaded, "sample"):
         raise click.UsageError(f"model {model!r} cannot sample (its plugin has no sample())")
     if hasattr(loaded, "encode_texts"):
@@ -371,10 +403,16 @@ def sample(model, label, guidance, n, seed, device, out) -> None:
             raise click.UsageError(f"--label {label!r}: {exc}") from None
     from .sampling import accepts, make_grid, sample_title
 
-    extra = {"progress": True} if accepts(loaded.sample, "progress") else {}  # a tqdm bar over the steps
-    images = loaded.sample(label=label, n=n, guidance=guidance, seed=seed, **extra)
-    make_grid(images, sample_title(model, label, guidance, seed, len(images))).save(out)
-    click.echo(f"wrote {len(images)} samples of {label!r} to {out}")
+    from .verbosity import exit_now, status
+
+    extra = {"progress": not quiet} if accepts(loaded.sample, "progress") else {}  # a tqdm bar over the steps
+    with status(f"sampling {n} of {label!r} at guidance {guidance:g}", "sampled"):
+        images = loaded.sample(label=label, n=n, guidance=guidance, seed=seed, **extra)
+    # a plugin may draw its n samples into one figure (toy2d's scatter plots): the title counts samples
+    make_grid(images, sample_title(model, label, guidance, seed, n)).save(out)
+    shown = f"{n} samples" if len(images) == n else f"{n} samples in {len(images)} figure(s)"
+    click.echo(f"wrote {shown} of {label!r} to {out}")
+    exit_now(0)
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -389,6 +427,9 @@ def main() -> None:
     # jobs (measured here: 35x slower U-Net batches next to a training job). Set it to override.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     warnings.formatwarning = _one_line_warning
+    from .verbosity import enable_fast_exit
+
+    enable_fast_exit()
     try:
         cli(prog_name="winoeval")
     except Exception as exc:  # the last resort: no path dumps a traceback on a user

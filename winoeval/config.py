@@ -72,7 +72,8 @@ class ScorerConfig:
             try:
                 self.batch_size = int(self.batch_size)
             except (TypeError, ValueError):
-                raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {self.batch_size!r}") from None
+                raise ConfigError(f"--batch-size must be a positive integer or 'auto', "
+                                  f"got {self.batch_size!r}") from None
             if self.batch_size <= 0:
                 raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {self.batch_size}")
 
@@ -116,6 +117,7 @@ class RunConfig:
     output_path: str | None = None
     log_samples: bool = False
     skip_bad: bool = False
+    log_errors: bool = False  # per-(t, ε) errors in errors_<stamp>.jsonl (winoeval.rescore)
     model_args: dict[str, Any] = field(default_factory=dict)  # --model-arg KEY=VALUE
     task_args: dict[str, Any] = field(default_factory=dict)  # --task-arg KEY=VALUE
 
@@ -130,9 +132,10 @@ class RunConfig:
             if isinstance(self.limit, float) and self.limit.is_integer() and self.limit >= 1:
                 self.limit = int(self.limit)
             fraction = isinstance(self.limit, float) and 0 < self.limit < 1
-            if not fraction and not (isinstance(self.limit, int) and self.limit >= 1):
-                raise ConfigError(f"--limit must be a count (1, 2, …) or a fraction in (0, 1) such as 0.1, "
-                                  f"got {self.limit}")
+            if not fraction and not (isinstance(self.limit, int) and 1 <= self.limit <= 2**63 - 1):
+                shown = f"{self.limit:g}" if isinstance(self.limit, (int, float)) else repr(self.limit)
+                raise ConfigError(f"--limit must be a count (1, 2, …, at most 2**63-1) or a fraction in (0, 1) "
+                                  f"such as 0.1, got {shown}")
 
     def resolve_paths(self) -> None:
         """``--data-dir`` as an absolute path (a results file must find it from anywhere), checked."""
@@ -147,15 +150,21 @@ class RunConfig:
             self.data_dir = path
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not out.get("log_errors"):  # recorded only when set (results of other runs stay as they were)
+            out.pop("log_errors", None)
+        return out
 
     def device_type(self) -> str:
         """``cpu``, ``cuda`` or ``mps``: what the run key records (``auto`` resolved on this machine)."""
         if self.device != "auto":
             return self.device.split(":")[0]
-        import torch
+        from .verbosity import status
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        with status("importing torch"):  # the first import takes seconds on a loaded machine
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
 
     def torch_device(self):
         import torch

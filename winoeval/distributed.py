@@ -58,6 +58,15 @@ def join_launch() -> None:
                                 timeout=datetime.timedelta(days=7))
 
 
+def gather_count(n: int) -> int:
+    """Under a torchrun/accelerate launch: the sum of ``n`` over the ranks, on rank 0 (others get their own)."""
+    import torch.distributed as dist
+
+    parts = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(int(n), parts, dst=0)
+    return sum(int(p or 0) for p in parts) if parts else int(n)
+
+
 def gather_records(mine: dict[str, dict]) -> dict[str, dict]:
     """Under a torchrun/accelerate launch: every rank's finished records, gathered on rank 0 through
     ``torch.distributed.gather_object`` (so ranks on different machines need no shared filesystem);

@@ -25,10 +25,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-HEADLINE = {"choice": "accuracy", "classification": "accuracy", "winoground": "text"}
-
-
 from .errors import UsageError
+from .metrics import pct
+
+HEADLINE = {"choice": "accuracy", "classification": "accuracy", "winoground": "text"}
 
 
 class GroupError(UsageError, ValueError):
@@ -106,7 +106,8 @@ def expand(names: list[str], data_dir: str | None = None) -> tuple[list[str], di
 def headline(m: dict[str, Any]) -> tuple[str, float | None, int]:
     key = HEADLINE.get(m.get("metric"), "accuracy")
     value = m.get(key)
-    return key, (None if value is None or (isinstance(value, float) and math.isnan(value)) else value), int(m.get("n") or 0)
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return key, (None if missing else value), int(m.get("n") or 0)
 
 
 def summarize(results: dict[str, Any], groups: dict[str, list[str]]) -> dict[str, Any]:
@@ -126,17 +127,14 @@ def summarize(results: dict[str, Any], groups: dict[str, list[str]]) -> dict[str
     return out
 
 
-def _pct(v) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
-
 def group_table_lines(results: dict[str, Any]) -> list[str]:
     """The per-group summary rows of the printed table."""
     lines = ["", "| model | group | tasks | n | mean (over tasks) | weighted (by examples) |",
              "|---|---|---:|---:|---:|---:|"]
     model = results["model"]["name"]
     for group, s in results.get("groups", {}).items():
-        lines.append(f"| {model} | {group} | {len(s['tasks'])} | {s['n']} | {_pct(s['mean'])} | {_pct(s['weighted'])} |")
+        lines.append(f"| {model} | {group} | {len(s['tasks'])} | {s['n']} | {pct(s['mean'])} | "
+                     f"{pct(s['weighted'])} |")
     lines.append("(each task's headline: accuracy; text score for Winoground-format tasks)")
     return lines
 
@@ -147,7 +145,7 @@ def choice_table_lines(model: str, task: str, m: dict[str, Any]) -> list[str]:
 
     def cell(s: dict) -> str:
         lo, hi = s.get("accuracy_ci95") or (None, None)
-        return f"{_pct(s['accuracy'])} [{_pct(lo)}, {_pct(hi)}]"
+        return f"{pct(s['accuracy'])} [{pct(lo)}, {pct(hi)}]"
 
     lines.append(f"| {model} | {task} | all | {m['n']} | {cell(m)} |")
     for key, groups in m.get("by", {}).items():
@@ -157,7 +155,7 @@ def choice_table_lines(model: str, task: str, m: dict[str, Any]) -> list[str]:
         for value, s in groups.items():
             lines.append(f"| {model} | {task} | {key}={value} | {s['n']} | {cell(s)} |")
     for key, s in m.get("macro_accuracy", {}).items():
-        lines.append(f"| {model} | {task} | macro over {s['groups']} {key} groups | {s['n']} | {_pct(s['value'])} |")
+        lines.append(f"| {model} | {task} | macro over {s['groups']} {key} groups | {s['n']} | {pct(s['value'])} |")
     return lines
 
 
@@ -181,8 +179,8 @@ def overview_markdown(ov: dict[str, Any]) -> str:
     head = "| task | metric | n | " + " | ".join(labels) + " | Δ (2nd − 1st) | McNemar p |"
     lines = ["# all tasks: headline per task", "", head, "|---|---|---:|" + "---:|" * (len(labels) + 2)]
     for r in ov["rows"]:
-        cells = [f"{_pct(r['values'][x]['value'])} [{_pct(r['values'][x]['ci95'][0])}, "
-                 f"{_pct(r['values'][x]['ci95'][1])}]" for x in labels]
+        cells = [f"{pct(r['values'][x]['value'])} [{pct(r['values'][x]['ci95'][0])}, "
+                 f"{pct(r['values'][x]['ci95'][1])}]" for x in labels]
         p = r["pair"] or {}
         diff = "—" if p.get("diff") is None else f"{100 * p['diff']:+.1f}"
         pval = "—" if p.get("mcnemar_p") is None else f"{p['mcnemar_p']:.3g}"
@@ -191,7 +189,7 @@ def overview_markdown(ov: dict[str, Any]) -> str:
     for x in labels:
         vals = [r["values"][x]["value"] for r in ov["rows"] if r["values"][x]["value"] is not None]
         mean = sum(vals) / len(vals) if vals else None
-        lines.append(f"mean over the {len(vals)} tasks, {x}: {_pct(mean)}")
+        lines.append(f"mean over the {len(vals)} tasks, {x}: {pct(mean)}")
     return "\n".join(lines)
 
 

@@ -29,6 +29,12 @@ def classification_verdict(scores: Sequence[float], label: int) -> dict[str, Any
     return {"prediction": prediction, "correct": bool(len(winners) == 1 and prediction == label)}
 
 
+def pct(v: float | None) -> str:
+    """A fraction as a percentage with one decimal (``0.385`` → ``"38.5"``); ``—`` for a missing value
+    (None or NaN, e.g. a metric over zero examples). Every table and report prints percentages this way."""
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
 def json_safe(value: Any) -> Any:
     """NaN and infinities become None, in nested dicts and lists: results files are strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -8,13 +8,20 @@ from typing import Any, Iterable, Iterator
 
 from . import metrics
 from .api import Example, TaskData
-from .errors import BadExampleError, ConfigError
+from .errors import BadExampleError, ConfigError, WinoevalError
 
 
 def resolve_images(example: Example) -> list[Any]:
-    """An example's images, decoding them when ``images`` is a zero-argument callable."""
-    images = example.images() if callable(example.images) else example.images
-    return list(images)
+    """An example's images, decoding them when ``images`` is a zero-argument callable. Any failure of a
+    loader (decoders also raise RuntimeError, MemoryError, KeyError, …) is a ValueError naming the
+    example's images, so that it is a bad example (skippable with --skip-bad), not an unforeseen error."""
+    try:
+        images = example.images() if callable(example.images) else example.images
+        return list(images)
+    except (OSError, ValueError, SyntaxError, WinoevalError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a third-party task's own image loader
+        raise ValueError(f"its images could not be loaded ({type(exc).__name__}: {exc})") from None
 
 
 def _json_scores(matrix) -> list[list[float | None]]:
@@ -98,6 +105,10 @@ def score_records(scorer, task: TaskData, examples: Iterable[Example], skip_bad:
         except BadExampleError as exc:
             failure.append(exc)
             continue
+        if getattr(scorer, "log_errors", False) and "skipped" not in record:  # --log-errors
+            from .errorlog import per_sample
+
+            record["per_sample"] = per_sample(scorer, result)
         yield record
     if failure:
         raise failure[0]

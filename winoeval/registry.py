@@ -26,6 +26,9 @@ DEFAULT_PLUGINS = (
     "winoeval.plugins.stable_diffusion",
     "winoeval.plugins.openclip",
     "winoeval.plugins.winodigits",
+    "winoeval.plugins.sd3",
+    "winoeval.plugins.flux",
+    "winoeval.plugins.dit",
     "winoeval.tasks.synthetic",
     "winoeval.tasks.mnist",
     "winoeval.tasks.winoground",
@@ -35,6 +38,7 @@ DEFAULT_PLUGINS = (
     "winoeval.tasks.aro",
     "winoeval.tasks.valse",
     "winoeval.tasks.winoformat",
+    "winoeval.tasks.imagenet",
 )
 
 ENV_VAR = "WINOEVAL_PLUGINS"

@@ -111,7 +111,27 @@ def pick_results(path: Path) -> list[Path]:
             which = "newest" if choice == files[-1] else "newest with --log-samples"
             click.echo(f"note: {path} holds {len(files)} runs of {model}; comparing the {which}, "
                        f"{choice.relative_to(path)} (pass a results file to choose another: {others})", err=True)
+    # the models in the order they were run (not alphabetical): `winoeval run -m a ...; winoeval run -m b ...;
+    # winoeval compare OUT` compares like `compare OUT/a OUT/b` (the first is the reference of every Δ)
+    picked.sort(key=lambda f: (_run_date(f), f.stat().st_mtime_ns, str(f)))
+    if len(picked) > 1:
+        click.echo(f"note: {path} holds runs of {len(picked)} models; compared in the order they were run: "
+                   f"{', '.join(_model_of(f) for f in picked)} (Δ = each − the first; pass the files or folders "
+                   f"one by one to choose the order)", err=True)
     return picked
+
+
+def _run_date(path: Path) -> str:
+    """When a results file's run finished (its ``run.date``), else its modification time, as sortable text."""
+    import datetime as _dt
+
+    try:
+        date = json.loads(path.read_text(encoding="utf-8")).get("run", {}).get("date")
+        if date:
+            return _dt.datetime.fromisoformat(date).astimezone(_dt.timezone.utc).isoformat()
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    return _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc).isoformat()
 
 
 def task_names(results: dict[str, Any]) -> list[str]:
@@ -140,6 +160,10 @@ def _read_samples(samples: Path, results_path: Path, results: dict[str, Any]) ->
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise CompareError(f"{samples}:{n}: not valid JSON ({exc.msg})") from None
+            problem = sample_problem(record)
+            if problem:
+                raise CompareError(f"{samples}:{n}: not a sample record written by `winoeval run` ({problem}); "
+                                   f"rerun the run with --log-samples to write it again")
             eid = str(record["id"])
             if "skipped" in record:
                 skipped.append(eid)
@@ -147,6 +171,62 @@ def _read_samples(samples: Path, results_path: Path, results: dict[str, Any]) ->
             else:
                 records[eid] = record
     return records, skipped
+
+
+def results_problem(results: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a results file's top level, or None."""
+    model = results.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        return "'model' is not an object with a 'name'"
+    if isinstance(results.get("tasks"), dict):
+        if not results["tasks"] or not all(isinstance(v, dict) for v in results["tasks"].values()):
+            return "'tasks' is not an object of task objects"
+    else:
+        task = results.get("task")
+        if not isinstance(task, dict) or not isinstance(task.get("name"), str):
+            return "'task' is not an object with a 'name'"
+    for key in ("results", "config"):
+        if key in results and not isinstance(results[key], dict):
+            return f"{key!r} is not an object"
+    if isinstance(results.get("results"), dict) and not all(isinstance(v, dict) for v in results["results"].values()):
+        return "'results' is not an object of per-task objects"
+    return None
+
+
+def _is_number_or_null(v: Any) -> bool:
+    import math
+
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+
+def sample_problem(record: Any) -> str | None:
+    """What is wrong with one line of a samples file, or None: an object with a string ``id`` and either
+    ``skipped`` or ``scores`` (rows of finite numbers or null for pruned) and ``verdicts`` (an object)."""
+    if not isinstance(record, dict):
+        kind = {type(None): "null", bool: "true/false", int: "number", float: "number", str: "string",
+                list: "list"}.get(type(record), type(record).__name__)
+        return f"a JSON {kind}, not an object"
+    if not isinstance(record.get("id"), str) or not record["id"]:
+        return f"its id is {record.get('id')!r}, not a non-empty string"
+    if "skipped" in record:
+        return None
+    scores = record.get("scores")
+    if not isinstance(scores, list) or not scores or not all(
+            isinstance(row, list) and row and all(_is_number_or_null(v) for v in row) for row in scores):
+        return f"example {record['id']!r}: 'scores' is not a list of rows of finite numbers"
+    if len({len(row) for row in scores}) != 1:
+        return f"example {record['id']!r}: the rows of 'scores' have different lengths"
+    verdicts = record.get("verdicts")
+    if not isinstance(verdicts, dict):
+        return f"example {record['id']!r}: 'verdicts' is not an object"
+    wrong = [k for k in ("correct", *WINOGROUND_METRICS) if k in verdicts and not isinstance(verdicts[k], bool)]
+    if wrong:
+        return f"example {record['id']!r}: 'verdicts' has non-true/false values for {', '.join(wrong)}"
+    label = record.get("label")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int)
+                              or not 0 <= label < len(scores[0])):
+        return f"example {record['id']!r}: label {label!r} is not a class index in 0 … {len(scores[0]) - 1}"
+    return None
 
 
 def load_runs(path: str | Path) -> list[Run]:
@@ -164,6 +244,10 @@ def load_file_runs(results_path: Path) -> list[Run]:
         raise CompareError(f"{results_path}: cannot read the results file ({exc})") from None
     if not isinstance(results, dict) or "model" not in results or not ("task" in results or "tasks" in results):
         raise CompareError(f"{results_path}: not a winoeval results file (no 'model', or no 'task'/'tasks')")
+    problem = results_problem(results)
+    if problem:
+        raise CompareError(f"{results_path}: not a results file written by `winoeval run` ({problem}); pass the "
+                           f"results_<stamp>.json a run wrote")
     several = isinstance(results.get("tasks"), dict)
     runs = []
     for task in task_names(results):
@@ -341,7 +425,8 @@ def build_results(config, scorer, task, records: list[dict], *, model_plugin: st
         "config": cfg,
         "model": {"name": config.model, "plugin": model_plugin, "fingerprint": model_fp},
         "task": {"name": config.task, "dataset": task.name, "plugin": task_plugin, "size": task.size,
-                 "examples": len(records), "class_names": task.class_names, "fingerprint": task_fp or {}},
+                 "examples": len(records), "class_names": task.class_names, "fingerprint": task_fp or {},
+                 "breakdowns": list(task.breakdowns)},
         "results": {config.task: task_metrics},
         "skipped": skipped,
         "run": run_info or {},
@@ -383,3 +468,36 @@ def write_outputs(results: dict[str, Any], records_by_task: dict[str, list[dict]
         for path in claimed:  # lost a race for one of the names: give ours back, try the next stamp
             path.unlink(missing_ok=True)
     raise RuntimeError(f"could not find a free results file name in {output_dir}")
+
+
+def summarize_groups(results_by_task: dict[str, Any], groups: dict[str, list[str]]) -> dict[str, Any]:
+    """The per-group summary rows of a run of task groups (see :mod:`winoeval.groups`)."""
+    from .groups import summarize
+
+    return summarize(results_by_task, groups)
+
+
+def merge_task_results(tasks: list[str], parts: list[dict[str, Any]], data_dir: str | None,
+                       groups: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """One results dict for one model on several tasks (lm-evaluation-harness's layout): ``results`` holds
+    every task, ``tasks`` each task's description, fingerprint and run; counts and wall time are summed."""
+    import os
+
+    merged = dict(parts[0])
+    merged["config"] = {**merged["config"], "task": ",".join(tasks)}
+    merged["results"] = {t: r["results"][t] for t, r in zip(tasks, parts)}
+    merged["tasks"] = {t: {**r["task"], "run": r["run"]} for t, r in zip(tasks, parts)}
+    dirs = {t: r["config"].get("data_dir") for t, r in zip(tasks, parts)}
+    if len(set(dirs.values())) > 1:  # a task group: one --data-dir folder per dataset, kept per task
+        for t in tasks:
+            merged["tasks"][t]["data_dir"] = dirs[t]
+        merged["config"]["data_dir"] = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else None
+    merged["skipped"] = [{**s, "task": t} for t, r in zip(tasks, parts) for s in r["skipped"]]
+    merged.pop("task", None)
+    if groups:
+        merged["groups"] = summarize_groups(merged["results"], groups)
+    merged["run"] = {**parts[-1]["run"], "examples_computed": sum(r["run"]["examples_computed"] for r in parts),
+                     "examples_reused": sum(r["run"]["examples_reused"] for r in parts),
+                     "wall_time_s": round(sum(r["run"]["wall_time_s"] for r in parts), 3)}
+    merged["run"].pop("run_key", None)
+    return merged

@@ -14,7 +14,6 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -22,13 +21,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import __version__, distributed, registry
+from . import __version__, distributed, fingerprint, registry
 from .api import Example, TaskData
 from .config import RunConfig, ScorerConfig, check_device
-from .errors import ConfigError, UserError
+from .errors import BadExampleError, ConfigError, UserError
 from .records import score_records
-from .results import build_results, safe_name, write_outputs
+from .results import build_results, merge_task_results, safe_name, summarize_groups, write_outputs
 from .storage import ShardedCache, check_output_dir, remove_created, remove_stale_tmp
+from .validate import check_example, check_vocabulary
 
 CACHE_DIR = ".cache"
 
@@ -60,6 +60,7 @@ class RunOutput:
     reused: int = 0
     records_by_task: dict[str, list[dict]] = field(default_factory=dict)  # runs of several tasks
     samples_paths: dict[str, Path] = field(default_factory=dict)
+    errors_paths: list[Path] = field(default_factory=list)  # --log-errors
 
 
 # -- checks that need no model ------------------------------------------------------------------
@@ -82,39 +83,14 @@ def prepare(config: RunConfig) -> Prepared:
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--output-path {str(root)!r} is a file; pass a folder (winoeval writes "
                           f"<folder>/<model>/results_<date>.json)")
-    task = task_entry.loader(task_arg, config)  # before any folder is made: a data error leaves none behind
+    from . import verbosity
+
+    with verbosity.status(f"loading task {config.task}", f"task {config.task} loaded"):
+        task = task_entry.loader(task_arg, config)  # before any folder is made: a data error leaves none behind
     prep = Prepared(config, model_entry, model_arg, task_entry, task_arg, root / safe_name(config.model), task,
                     ScorerConfig.resolve(config.scorer_args, task.metric, task.defaults))
     check_output_dir(prep.output_dir, prep.created)
     return prep
-
-
-def model_fingerprint(prep: Prepared) -> str | None:
-    """What the model runs: the plugin's own fingerprint, else the content of local files it names."""
-    from . import fingerprint
-
-    fn = prep.model_entry.fingerprint or fingerprint.default_model_fingerprint
-    try:
-        return fn(prep.model_arg, prep.config)
-    except OSError as exc:
-        raise ConfigError(f"model {prep.config.model!r}: cannot read its weights to fingerprint them "
-                          f"({exc})") from None
-
-
-def task_fingerprint(config: RunConfig, task: TaskData) -> dict[str, Any]:
-    """What the task evaluates: the task's own fingerprint, the content of ``--data-dir`` and of every
-    file named by a ``--task-arg``."""
-    from . import fingerprint
-
-    out: dict[str, Any] = {}
-    if task.fingerprint:
-        out["task"] = task.fingerprint
-    if config.data_dir:
-        out["data_dir"] = fingerprint.hash_path(config.data_dir)
-    files = fingerprint.of_values(config.task_args)
-    if files:
-        out["task_args"] = files
-    return out
 
 
 def run_key(config: RunConfig, scorer: ScorerConfig, device_type: str,
@@ -160,26 +136,17 @@ def scan_ids(task: TaskData, limit: int | None) -> list[str]:
             raise ConfigError(f"task {task.name!r}: example id {example.id!r} occurs twice (positions "
                               f"{first[example.id]} and {position}); ids must be unique (fix the task plugin "
                               f"or its data)")
+        check_example(task.name, task.metric, example, position)  # labels and texts (winoeval.validate)
         first[example.id] = position
         order.append(example.id)
     return order
 
 
-def check_vocabulary(model: Any, task: TaskData, config: RunConfig) -> None:
-    """A model that cannot read a classification task's texts (mnist-unet on colour names) is a
-    mismatch of model and task, not a bad example: one error before anything is scored."""
-    encode = getattr(model, "encode_texts", None)
-    if not task.texts or not callable(encode):
-        return
-    try:
-        encode(list(task.texts))
-    except (ValueError, KeyError) as exc:
-        raise ConfigError(f"model {config.model!r} cannot read the texts of task {config.task!r} ({exc}); "
-                          f"pick a task whose texts it knows (`winoeval info {config.model.partition(':')[0]}`)") from None
-
-
 def _load_model(prep: Prepared, on_model):
-    model = prep.model_entry.loader(prep.model_arg, prep.config)
+    from . import verbosity
+
+    with verbosity.status(f"loading model {prep.config.model}", f"model {prep.config.model} loaded"):
+        model = prep.model_entry.loader(prep.model_arg, prep.config)
     if on_model is not None:
         on_model(model)
     return model
@@ -198,6 +165,11 @@ def _score_shard(prep: Prepared, cache: ShardedCache, done: dict[str, dict], min
 
         check_vocabulary(slot["model"], task, config)
         scorer = make_scorer(slot["model"], prep.scorer)
+        if config.log_errors:  # keep every per-(t, ε) error in the records (winoeval.errorlog)
+            if getattr(slot["model"], "kind", None) != "denoiser":
+                raise ConfigError(f"--log-errors: {config.model!r} is a matcher, it has no per-timestep errors; "
+                                  f"drop --log-errors or use a diffusion model")
+            scorer.log_errors = True
     counts = {"computed": 0, "reused": 0}
     rank, world = shard
     with tqdm(total=len(mine), desc=f"{config.model} on {config.task}" + (f" [{rank}/{world}]" if world > 1 else ""),
@@ -213,11 +185,16 @@ def _score_shard(prep: Prepared, cache: ShardedCache, done: dict[str, dict], min
                 yield example
 
         # the scorer keeps several examples in flight and packs their evaluations into full batches
-        for record in score_records(scorer, task, todo_examples(), config.skip_bad):
-            cache.own.append(record)
-            done[record["id"]] = record
-            counts["computed"] += 1
-            bar.update(1)
+        try:
+            for record in score_records(scorer, task, todo_examples(), config.skip_bad):
+                cache.own.append(record)
+                done[record["id"]] = record
+                counts["computed"] += 1
+                bar.update(1)
+        except BadExampleError:
+            if counts["computed"] == 0:  # the very first example failed: can the model read this task at all?
+                check_vocabulary(slot["model"], task, config, captions=True)
+            raise
     return counts["computed"], counts["reused"]
 
 
@@ -243,11 +220,14 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
     if world > 1 and not distributed.is_worker():
         distributed.join_launch()
     limit = resolve_limit(config.limit, task.size)
-    order = scan_ids(task, limit)  # also refuses duplicate ids before any model loads
+    from . import verbosity
+
+    with verbosity.status(f"reading the examples of task {config.task}", f"task {config.task} ready"):
+        order = scan_ids(task, limit)  # also refuses duplicate ids before any model loads
     mine = [i for p, i in enumerate(order) if p % world == rank]
     # 2. the run key: what is evaluated, by content
-    model_fp = model_fingerprint(prep)
-    task_fp = task_fingerprint(config, task)
+    model_fp = fingerprint.of_model(prep.model_entry, prep.model_arg, config)
+    task_fp = fingerprint.of_task(config, task)
     key = run_key(config, prep.scorer, config.device_type(), model_fp, task_fp)
     # 3. lock this run's shard of the cache and read what is finished
     cache = ShardedCache(prep.output_dir / CACHE_DIR / key, rank, world)
@@ -261,6 +241,8 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
             warnings.warn(f"{cache.damaged} damaged line(s) in the resume cache {cache.directory} were skipped "
                           f"(those examples are recomputed)", stacklevel=2)
         todo = {i for i in mine if i not in done or "skipped" in done[i]}  # skipped examples are retried
+        if config.log_errors:  # records cached without per-sample errors are recomputed
+            todo |= {i for i in mine if i in done and "skipped" not in done[i] and "per_sample" not in done[i]}
         # 4. the model, only if something is left (before the progress bar: a weights error comes first)
         slot = model_slot if model_slot is not None else {}
         if todo and "model" not in slot:
@@ -278,10 +260,14 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
                 failed = False
                 return out
             gathered = distributed.gather_records({i: done[i] for i in mine if i in done})
+            computed_everywhere = distributed.gather_count(computed)
             if rank != 0:
                 failed = False
                 return out
             done = {**cache.load(), **gathered}
+            # every rank's examples: each one was either computed or reused by the rank that holds it
+            computed, reused = computed_everywhere, len(order) - computed_everywhere
+            out.computed, out.reused = computed, reused
         missing = [i for i in order if i not in done]
         if missing:
             raise UserError(f"{len(missing)} example(s) were not scored by any process (first: {missing[0]!r}); "
@@ -304,16 +290,22 @@ def evaluate(config: RunConfig, *, progress: bool = True, write: bool = True,
                                     task_plugin=prep.task_entry.plugin, model_fp=model_fp, task_fp=task_fp,
                                     run_info=run_info)
         if write:
-            _write(out, prep.output_dir, config.log_samples, {config.task: out.records})
+            _write(out, prep.output_dir, config.log_samples, {config.task: out.records}, config.log_errors)
         failed = False
         return out
     finally:
         cache.release(failed)
 
 
-def _write(out: RunOutput, output_dir: Path, log_samples: bool, by_task: dict[str, list[dict]]) -> None:
-    out.results_path, out.samples_paths = write_outputs(out.results, by_task, output_dir, log_samples)
+def _write(out: RunOutput, output_dir: Path, log_samples: bool, by_task: dict[str, list[dict]],
+           log_errors: bool = False) -> None:
+    from .errorlog import without_per_sample, write_error_files
+
+    out.results_path, out.samples_paths = write_outputs(out.results, without_per_sample(by_task), output_dir,
+                                                        log_samples)
     out.samples_path = next(iter(out.samples_paths.values()), None)
+    if log_errors:  # errors_<stamp>.jsonl beside results_<stamp>.json (winoeval.errorlog)
+        out.errors_paths = write_error_files(out.results_path, out.results, by_task)
 
 
 def run_tasks(config: RunConfig, tasks: list[str], *, progress: bool = True,
@@ -329,33 +321,15 @@ def run_tasks(config: RunConfig, tasks: list[str], *, progress: bool = True,
     if len(outs) == 1 or not outs[0].results:  # one task, or a worker process (the parent gathers)
         first = outs[0]
         if first.results and groups:
-            from .groups import summarize
-
-            first.results["groups"] = summarize(first.results["results"], groups)
+            first.results["groups"] = summarize_groups(first.results["results"], groups)
         if first.results and len(outs) == 1:
-            _write(first, preps[0].output_dir, preps[0].config.log_samples, {preps[0].config.task: first.records})
+            _write(first, preps[0].output_dir, preps[0].config.log_samples, {preps[0].config.task: first.records},
+                   preps[0].config.log_errors)
         return first
-    merged = dict(outs[0].results)
-    merged["config"] = {**merged["config"], "task": ",".join(tasks)}
-    merged["results"] = {t: o.results["results"][t] for t, o in zip(tasks, outs)}
-    merged["tasks"] = {t: {**o.results["task"], "run": o.results["run"]} for t, o in zip(tasks, outs)}
-    dirs = {t: o.results["config"].get("data_dir") for t, o in zip(tasks, outs)}
-    if len(set(dirs.values())) > 1:  # a task group: one --data-dir folder per dataset, kept per task
-        for t in tasks:
-            merged["tasks"][t]["data_dir"] = dirs[t]
-        merged["config"]["data_dir"] = os.path.abspath(os.path.expanduser(config.data_dir)) if config.data_dir else None
-    merged["skipped"] = [{**s, "task": t} for t, o in zip(tasks, outs) for s in o.results["skipped"]]
-    merged.pop("task", None)
-    if groups:
-        from .groups import summarize
-
-        merged["groups"] = summarize(merged["results"], groups)
+    merged = merge_task_results(tasks, [o.results for o in outs], config.data_dir, groups)
     computed, reused = sum(o.computed for o in outs), sum(o.reused for o in outs)
-    merged["run"] = {**outs[-1].results["run"], "examples_computed": computed, "examples_reused": reused,
-                     "wall_time_s": round(sum(o.results["run"]["wall_time_s"] for o in outs), 3), "run_key": None}
-    merged["run"].pop("run_key")
     out = RunOutput(merged, outs[0].records, computed=computed, reused=reused,
                     records_by_task={t: o.records for t, o in zip(tasks, outs)})
     out.cache_path = outs[0].cache_path
-    _write(out, preps[0].output_dir, config.log_samples, out.records_by_task)
+    _write(out, preps[0].output_dir, config.log_samples, out.records_by_task, config.log_errors)
     return out

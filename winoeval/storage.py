@@ -220,7 +220,8 @@ def valid_record(record: Any) -> bool:
             return False
     if not isinstance(record.get("n_evals"), int) or isinstance(record.get("n_evals"), bool) or record["n_evals"] < 0:
         return False
-    if "texts" in record and not (isinstance(record["texts"], list) and all(isinstance(t, str) for t in record["texts"])):
+    texts = record.get("texts", [])
+    if not (isinstance(texts, list) and all(isinstance(t, str) for t in texts)):
         return False
     label = record.get("label")
     if label is not None and (isinstance(label, bool) or not isinstance(label, int)):

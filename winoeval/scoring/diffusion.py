@@ -20,7 +20,7 @@ from ..errors import BadExampleError
 from .decisions import decide
 from .scheduler import InFlight, stream
 from .plans import SamplePlan, make_plan
-from .objectives import EpsilonObjective
+from .objectives import objective_for
 from .result import ScoreResult, check_tensor, elementwise_loss
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,7 +53,7 @@ class DiffusionScorer:
             import torch
 
             self._predict = torch.compile(model.predict_noise, dynamic=True)
-        self.objective = EpsilonObjective(model.alphas_cumprod)
+        self.objective = objective_for(model)  # ε, v or flow: how to noise and what to compare with
         self.num_train_timesteps = self.objective.num_train_timesteps
         self.forward_rows: list[int] = []  # rows of every model forward (for tests and benchmarks)
 
