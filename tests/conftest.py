@@ -26,6 +26,12 @@ def _fresh_registry(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _private_user_cache(tmp_path_factory, monkeypatch):
+    """winoeval's user cache (the parsed MNIST arrays) lives in the test session's folder, never in ~/.cache."""
+    monkeypatch.setenv("WINOEVAL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "winoeval-cache"))
+
+
+@pytest.fixture(autouse=True)
 def _private_hash_memo(tmp_path_factory, monkeypatch):
     """Content hashes are remembered per test session, never in the user's ~/.cache."""
     from winoeval import fingerprint
