@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# WinoDigits-2 training recipe: 3 seeds x 3 recipes (CLIP; SD with CLIP's frozen text tower; SD with a jointly
+# trained text encoder), sequential, one thread, resumable (rerun this script after an interruption).
+# Equal image-side training samples per model: 19,200 = SD 2 epochs x 300 steps x batch 32
+#                                                      = CLIP 2 epochs x 75 steps x batch 128.
+# One VAE (seed 0, 500 steps x 32 on the v2 stream) is shared by every SD run (--vae-from); its reconstruction
+# error is in runs/v2/vae/vae_history.json. Usage: bash benchmarks/winodigits2_train.sh [RUNS_DIR] (default runs/v2)
+set -euo pipefail
+R=${1:-runs/v2}
+PY=${PY:-.venv/bin/python}
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+COMMON="--grammar 2 --threads 1 --no-progress --resume --eval-per-tag 10"
+SD="--epochs 2 --steps-per-epoch 300 --batch-size 32 --warmup 60 --pool 20000 --eval-n-t 10"
+CLIP="--epochs 2 --steps-per-epoch 75 --batch-size 128 --warmup 15 --pool 20000"
+mkdir -p "$R"
+# the shared VAE: a 1-step U-Net stage after a 500-step VAE stage (only vae_done.safetensors is reused)
+$PY -m winoeval train winodigits-sd --out "$R/vae" $COMMON --epochs 1 --steps-per-epoch 1 --eval-every 0 \
+    --vae-steps 500 --vae-batch 32 --pool 20000 --seed 0
+for s in 0 1 2; do
+  $PY -m winoeval train winodigits-clip --out "$R/clip-s$s" $COMMON $CLIP --seed $s
+  $PY -m winoeval train winodigits-sd --out "$R/sd-frozen-s$s" $COMMON $SD --seed $s --vae-from "$R/vae" \
+      --frozen-text "$R/clip-s$s/model"
+  $PY -m winoeval train winodigits-sd --out "$R/sd-joint-s$s" $COMMON $SD --seed $s --vae-from "$R/vae"
+done
+echo ALL DONE
