@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # WinoDigits-2 training recipe: 3 seeds x 3 recipes (CLIP; SD with CLIP's frozen text tower; SD with a jointly
 # trained text encoder), sequential, one thread, resumable (rerun this script after an interruption).
-# Equal image-side training samples per model: 19,200 = SD 2 epochs x 300 steps x batch 32
-#                                                      = CLIP 2 epochs x 75 steps x batch 128.
-# One VAE (seed 0, 500 steps x 32 on the v2 stream) is shared by every SD run (--vae-from); its reconstruction
-# error is in runs/v2/vae/vae_history.json. Usage: bash benchmarks/winodigits2_train.sh [RUNS_DIR] (default runs/v2)
+# Equal image-side training samples per model: 11,264 = SD 2 epochs x 176 steps x batch 32
+#                                                      = CLIP 2 epochs x 44 steps x batch 128.
+# One VAE (seed 0, 500 steps x batch 32 on the v2 stream) is shared by every SD run (--vae-from); its
+# reconstruction error is in RUNS/vae/vae_history.json. The learning curve / validation scores are on the
+# winodigits2 validation seed (1), 10 examples per tag, at the end of each run (--eval-every 2).
+# Usage: bash benchmarks/winodigits2_train.sh [RUNS_DIR] (default runs/v2)
 set -euo pipefail
 R=${1:-runs/v2}
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 COMMON="--grammar 2 --threads 1 --no-progress --resume --eval-per-tag 10"
-SD="--epochs 2 --steps-per-epoch 300 --batch-size 32 --warmup 60 --pool 20000 --eval-n-t 10"
-CLIP="--epochs 2 --steps-per-epoch 75 --batch-size 128 --warmup 15 --pool 20000"
+SD="--epochs 2 --steps-per-epoch 176 --batch-size 32 --warmup 35 --pool 20000 --eval-n-t 10 --eval-every 2"
+CLIP="--epochs 2 --steps-per-epoch 44 --batch-size 128 --warmup 9 --pool 20000"
 mkdir -p "$R"
 # the shared VAE: a 1-step U-Net stage after a 500-step VAE stage (only vae_done.safetensors is reused)
 $PY -m winoeval train winodigits-sd --out "$R/vae" $COMMON --epochs 1 --steps-per-epoch 1 --eval-every 0 \

@@ -25,6 +25,7 @@ DEFAULT_PLUGINS = (
     "winoeval.plugins.stable_diffusion",
     "winoeval.plugins.openclip",
     "winoeval.plugins.winodigits",
+    "winoeval.plugins.winodigits_oracle",
     "winoeval.tasks.synthetic",
     "winoeval.tasks.mnist",
     "winoeval.tasks.winoground",
