@@ -249,12 +249,13 @@ def encode_latents(vae, images: np.ndarray, batch: int = 256) -> torch.Tensor:
 
 
 def winoground_eval(vae, unet, text, tokenizer, scheduler, examples: list[dict], n_t: int = 10, seed: int = 0,
-                    tags: tuple[str, ...] = wd.TAGS) -> dict:
+                    tags: tuple[str, ...] = wd.TAGS, scores: dict | None = None) -> dict:
     """Per-tag text / image / group scores of the pipeline (vae, unet, text, tokenizer, scheduler) on
     ``examples``, computed by winoeval's own scorer: the ``sd`` plugin's denoiser and
     :func:`winoeval.scoring.make_scorer` with N = ``n_t`` even timesteps, ``seed``, normalised scores
     (the WinoDigits default), so a learning-curve point is what ``winoeval run --model sd:<pipeline>
-    --n-samples n_t --seed seed`` gives on the same examples. v2 examples also get ``tag/seen|unseen``."""
+    --n-samples n_t --seed seed`` gives on the same examples. v2 examples also get ``tag/seen|unseen``.
+    ``scores``, if given, receives each example's 2 × 2 score matrix by id."""
     from winoeval.config import ScorerConfig
     from winoeval.metrics import winoground_verdicts
     from winoeval.plugins.stable_diffusion import StableDiffusionDenoiser
@@ -269,6 +270,8 @@ def winoground_eval(vae, unet, text, tokenizer, scheduler, examples: list[dict],
         if isinstance(result, BaseException):
             raise result
         verdicts[k] = winoground_verdicts(result.scores.tolist())
+        if scores is not None:
+            scores[examples[k]["id"]] = result.scores.tolist()
     return summarise(examples, verdicts, tags)
 
 

@@ -175,3 +175,68 @@ def test_training_streams_never_hold_a_held_out_pairing():
             kinds[" and " in caption] += 1
             assert wd.caption_pairings(caption) <= wd.pairings([scene]), caption
     assert kinds[True] > 0.15 * sum(kinds.values())  # conjunction captions are in the stream
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_v2_trainers_stream_hold_out_and_validation_curve_is_the_scorers(tmp_path, monkeypatch):
+    """Tiny --grammar 2 runs of both trainers: every scene and caption they draw (spied on) avoids the
+    held-out pairings; the learning curve is on the validation seed, per tag × split; and the SD curve's
+    scores are exactly what `winoeval run --model sd:<pipeline>` gives on those examples (the real scorer)."""
+    import math
+
+    from click.testing import CliRunner
+
+    from winoeval.config import RunConfig
+    from winoeval.plugins import _winodigits_train as tr
+    from winoeval.plugins import winodigits
+    from winoeval.runner import evaluate
+
+    drawn_scenes, drawn_captions = [], []
+    real_scenes, real_describe = wd.training_scenes2, wd.describe2
+
+    def spy_scenes(n, seed, part="train"):
+        images, scenes = real_scenes(n, seed, part)
+        drawn_scenes.extend(scenes)
+        return images, scenes
+
+    def spy_describe(scene, rng, **kw):
+        caption = real_describe(scene, rng, **kw)
+        drawn_captions.append(caption)
+        return caption
+
+    monkeypatch.setattr(wd, "training_scenes2", spy_scenes)
+    monkeypatch.setattr(wd, "describe2", spy_describe)
+    sd_out, clip_out = tmp_path / "sd", tmp_path / "clip"
+    runner = CliRunner()
+    done = runner.invoke(winodigits.train_sd_command, [
+        "--out", str(sd_out), "--grammar", "2", "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "8",
+        "--pool", "200", "--vae-steps", "2", "--vae-batch", "4", "--eval-per-tag", "1", "--eval-n-t", "3",
+        "--warmup", "1", "--no-progress"])
+    assert done.exit_code == 0, done.output
+    clip = runner.invoke(winodigits.train_clip_command, [
+        "--out", str(clip_out), "--grammar", "2", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8",
+        "--pool", "200", "--eval-per-tag", "1", "--warmup", "1", "--no-progress"])
+    assert clip.exit_code == 0, clip.output
+    assert len(drawn_scenes) >= 600 and len(drawn_captions) >= 3 * 8 * 0.5 + 2 * 8
+    assert not wd.pairings(drawn_scenes) & wd.HELD_OUT
+    assert not set().union(*(wd.caption_pairings(c) for c in drawn_captions)) & wd.HELD_OUT
+    recipe = json.loads((sd_out / "recipe.json").read_text())
+    heldout = recipe["history"][-1]["heldout"]
+    assert heldout["all"]["n"] == 8 and heldout["conjunction/seen"]["n"] == 1 and "conjunction/unseen" not in heldout
+    assert "VALIDATION" in recipe["learning_curve_subset"] and recipe["hyperparameters"]["grammar"] == 2
+    assert json.loads((clip_out / "recipe.json").read_text())["history"][-1]["heldout"]["all"]["n"] == 8
+    # the curve's scorer is winoeval's: same scores as a real run on the validation examples
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(sd_out / "pipeline"))
+    mine: dict = {}
+    tr.winoground_eval(pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.scheduler,
+                       tr.eval_examples(1, grammar=2), n_t=3, seed=0, tags=wd.TAGS2, scores=mine)
+    res = evaluate(RunConfig(f"sd:{sd_out / 'pipeline'}", "winodigits2", task_args={"seed": wd.VALIDATION_SEED},
+                             scorer_args={"n_samples": (3,), "timesteps": "even"}, limit=8, log_samples=True,
+                             output_path=str(tmp_path / "run")), progress=False)
+    rows = [json.loads(line) for line in open(res.samples_path) if line.strip()]
+    assert sorted(r["id"] for r in rows) == sorted(mine)
+    for r in rows:
+        for a, b in zip(sum(r["scores"], []), sum(mine[r["id"]], [])):
+            assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7), (r["id"], r["scores"], mine[r["id"]])
