@@ -1,6 +1,8 @@
 """WinoDigits 2: every trained seed and every shortcut oracle on the ``winodigits2`` test set.
 
-    python -m benchmarks.winodigits2 [--runs runs/v2] [--limit 400] [--n-samples 10] [--out DIR]
+    bash benchmarks/winodigits2_train.sh runs/v2          # the 9 training runs (3 recipes x 3 seeds) + VAE
+    python -m benchmarks --only winodigits2               # this evaluation -> results/winodigits2.json, BENCHMARKS.md
+    WINODIGITS2_RUNS=runs/v2 WINODIGITS2_LIMIT=400 WINODIGITS2_N=10 python -m benchmarks --only winodigits2
 
 Reads the runs of ``benchmarks/winodigits2_train.sh`` (``RUNS/clip-sK/model``, ``RUNS/sd-frozen-sK/pipeline``,
 ``RUNS/sd-joint-sK/pipeline``), scores each with :func:`winoeval.runner.evaluate` on the first ``--limit``
@@ -9,7 +11,7 @@ N = ``--n-samples`` even timesteps (normalised image score, the task default), a
 (``winodigits-oracle:RULE``) on the same examples. Writes ``winodigits2.json`` (per model, per seed, per tag ×
 split: text / image / group with Wilson 95 % intervals; per recipe the mean and min–max over seeds; McNemar
 between each SD recipe and CLIP per seed on the group verdicts) and ``winodigits2.png`` (per-tag group score:
-models as mean with the seeds' range, oracles, chance line) into ``--out`` (default benchmarks/results).
+models as mean with the seeds' range, oracles, chance line) into benchmarks/results.
 Nothing is selected on these test items: each run's last checkpoint is used.
 """
 
@@ -18,13 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+NAME = "winodigits2"
+TITLE = "WinoDigits 2: binding tags, seen/unseen pairings, 3 seeds per recipe, shortcut oracles"
 ORACLES = ("perfect", "digit-blind", "colour-blind", "bag-of-words", "axis-only", "digit-blind+bag-of-words")
 RECIPES = {"clip": "openclip:{run}/model", "sd-frozen": "sd:{run}/pipeline", "sd-joint": "sd:{run}/pipeline"}
 METRICS = ("text", "image", "group")
@@ -89,7 +91,7 @@ def _plot(summary: dict, path: Path) -> None:
     n = len(rows) + len(oracles)
     width = 0.8 / n
     x = np.arange(len(TAGS2))
-    fig, ax = plt.subplots(figsize=(12, 4.8))
+    fig, ax = plt.subplots(figsize=(12, 6))
     colours = plt.get_cmap("tab10")
     for j, (name, s) in enumerate(rows):
         mean = [100 * s["mean"][t]["group"] for t in TAGS2]
@@ -111,48 +113,51 @@ def _plot(summary: dict, path: Path) -> None:
     ax.set_ylabel("group score (%)")
     ax.set_title(f"WinoDigits 2 test set (first {summary['limit']} examples), group score per tag; "
                  f"diffusion N = {summary['n_samples']}")
-    ax.legend(fontsize=7, ncol=2, loc="upper right", bbox_to_anchor=(1.0, 0.93))
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.08))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", default="runs/v2")
-    p.add_argument("--limit", type=int, default=400)
-    p.add_argument("--n-samples", type=int, default=10)
-    p.add_argument("--out", default=str(HERE / "results"))
-    p.add_argument("--work", default="runs/v2-eval", help="resumable evaluation caches")
-    p.add_argument("--only", default=None, help="comma list of recipes/oracles to score (others are read if cached)")
-    args = p.parse_args(argv)
-    if args.limit % 16:
-        raise SystemExit("--limit must be a multiple of 16 (8 tags x seen/unseen) so every cell is balanced")
+def run(quick: bool = False, runs: str | None = None, limit: int | None = None, n_samples: int | None = None,
+        work: str | None = None, out: str | None = None) -> dict:
+    runs = Path(runs or os.environ.get("WINODIGITS2_RUNS", "runs/v2"))
+    limit = int(limit or os.environ.get("WINODIGITS2_LIMIT", 32 if quick else 400))
+    n_samples = int(n_samples or os.environ.get("WINODIGITS2_N", 4 if quick else 10))
+    if limit % 16:
+        raise SystemExit("WINODIGITS2_LIMIT must be a multiple of 16 (8 tags x seen/unseen) so every cell is balanced")
     import torch
 
     torch.set_num_threads(int(os.environ.get("WINOEVAL_THREADS", "1")))
-    runs, work, out = Path(args.runs), Path(args.work), Path(args.out)
+    work = Path(work or os.environ.get("WINODIGITS2_WORK", "runs/v2-eval"))
+    out = Path(out or HERE / "results")
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict = {"limit": args.limit, "n_samples": args.n_samples, "runs": str(runs), "recipes": {},
+    summary: dict = {"limit": limit, "n_samples": n_samples, "runs": str(runs), "recipes": {},
                      "per_seed": {}, "oracles": {}, "mcnemar": {}, "seconds": {}}
     samples: dict[str, dict] = {}
     for oracle in ORACLES:
-        rows, sec, _ = _evaluate(f"winodigits-oracle:{oracle}", args.limit, work / f"oracle-{oracle}", args.n_samples)
+        rows, sec, _ = _evaluate(f"winodigits-oracle:{oracle}", limit, work / f"oracle-{oracle}", n_samples)
         summary["oracles"][oracle] = {"cells": _cells(rows)}
+    vae = runs / "vae" / "vae_history.json"
+    if vae.exists():
+        v = json.loads(vae.read_text())
+        summary["vae"] = {k: v.get(k) for k in ("steps", "batch_size", "seconds", "recon_mse_posterior_mean",
+                                                 "recon_mse_heldout_scenes")}
     for recipe, spec in RECIPES.items():
-        for run in sorted(runs.glob(f"{recipe}-s*")):
-            done = json.loads((run / "recipe.json").read_text()) if (run / "recipe.json").exists() else {}
+        for run_dir in sorted(runs.glob(f"{recipe}-s*")):
+            done = json.loads((run_dir / "recipe.json").read_text()) if (run_dir / "recipe.json").exists() else {}
             hp = done.get("hyperparameters", {})
-            if done.get("epochs_done") != hp.get("epochs"):
-                print(f"skipping {run}: not finished ({done.get('epochs_done')}/{hp.get('epochs')} epochs)",
+            if not done or done.get("epochs_done") != hp.get("epochs"):
+                print(f"skipping {run_dir}: not finished ({done.get('epochs_done')}/{hp.get('epochs')} epochs)",
                       file=sys.stderr)
                 continue
-            name = run.name
-            rows, sec, results_path = _evaluate(spec.format(run=run), args.limit, work / name, args.n_samples)
+            name = run_dir.name
+            rows, sec, results_path = _evaluate(spec.format(run=run_dir), limit, work / name, n_samples)
             samples[name] = rows
             summary["per_seed"][name] = {"recipe": recipe, "cells": _cells(rows), "results": str(results_path),
-                                         "train_seconds": done.get("train_seconds"),
+                                         "train_seconds": done.get("train_seconds"), "train_date": done.get("date"),
                                          "validation": (done.get("history") or [{}])[-1].get("heldout"),
+                                         "final_loss": (done.get("history") or [{}])[-1].get("loss"),
                                          "samples_seen": hp.get("epochs", 0) * hp.get("steps_per_epoch", 0)
                                          * hp.get("batch_size", 0)}
             summary["seconds"][name] = round(sec, 1)
@@ -162,9 +167,8 @@ def main(argv=None) -> None:
         seeds = [s for s in summary["per_seed"].values() if s["recipe"] == recipe]
         if not seeds:
             continue
-        keys = seeds[0]["cells"].keys()
         agg = {"seeds": len(seeds), "mean": {}, "min": {}, "max": {}}
-        for key in keys:
+        for key in seeds[0]["cells"]:
             for stat, fn in (("mean", lambda v: sum(v) / len(v)), ("min", min), ("max", max)):
                 agg[stat][key] = {m: fn([s["cells"][key][m]["rate"] for s in seeds]) for m in METRICS}
         summary["recipes"][recipe] = agg
@@ -178,14 +182,82 @@ def main(argv=None) -> None:
                 binding = [i for i in ids if rows[i]["meta"]["collapsed_tag"] in BINDING_TAGS]
                 summary["mcnemar"][f"{name} vs {clip}"] = {"all": _mcnemar(rows, samples[clip], ids),
                                                             "binding": _mcnemar(rows, samples[clip], binding)}
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    summary["provenance"] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git": git,
-                             "threads": torch.get_num_threads(), "machine": platform.machine(),
-                             "load": os.getloadavg(), "command": "python -m benchmarks.winodigits2 " + " ".join(
-                                 argv if argv is not None else sys.argv[1:])}
-    (out / "winodigits2.json").write_text(json.dumps(summary, indent=1) + "\n")
+    summary["load_at_end"] = list(os.getloadavg())
     _plot(summary, out / "winodigits2.png")
-    print(f"wrote {out / 'winodigits2.json'} and {out / 'winodigits2.png'}", file=sys.stderr)
+    return summary
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}"
+
+
+def render(data: dict) -> str:
+    from winoeval.tasks.winodigits import BINDING_TAGS, TAGS2
+
+    lines = [f"First {data['limit']} examples of the `winodigits2` test set (generator seed 0; {data['limit'] // 16} "
+             f"per tag × split), diffusion models at N = {data['n_samples']} even timesteps, normalised image score. "
+             "Group score in %; chance 16.7 (text and image 25). Models: mean over seeds [min–max]; each run's last "
+             "checkpoint (nothing selected on test items). Oracles read the scene metadata (perfect perception) — "
+             "shortcut references, not models. Plot: `benchmarks/results/winodigits2.png`.", ""]
+    cols = [*TAGS2, "binding", "all"]
+    head = "| scorer | " + " | ".join(cols) + " |"
+    lines += [head, "|---|" + "---:|" * len(cols)]
+    for recipe, agg in data["recipes"].items():
+        cells = [f"{_pct(agg['mean'][c]['group'])} [{_pct(agg['min'][c]['group'])}–{_pct(agg['max'][c]['group'])}]"
+                 for c in cols]
+        lines.append(f"| {recipe} ({agg['seeds']} seeds) | " + " | ".join(cells) + " |")
+    for oracle, o in data["oracles"].items():
+        lines.append(f"| oracle: {oracle} | " + " | ".join(_pct(o["cells"][c]["group"]["rate"]) for c in cols) + " |")
+    lines += ["", "Seen vs unseen colour–digit pairings (group %, mean over seeds [min–max]); `unseen` items show at "
+              "least one pairing that no training scene or caption held:", ""]
+    cols2 = [f"{t}/{s}" for t in (*BINDING_TAGS, "object", "attribute", "relation", "control") for s in ("seen", "unseen")]
+    lines += ["| scorer | " + " | ".join(c.replace("/", " ") for c in cols2) + " | binding seen | binding unseen |",
+              "|---|" + "---:|" * (len(cols2) + 2)]
+    for recipe, agg in data["recipes"].items():
+        cells = [f"{_pct(agg['mean'][c]['group'])} [{_pct(agg['min'][c]['group'])}–{_pct(agg['max'][c]['group'])}]"
+                 for c in (*cols2, "binding/seen", "binding/unseen")]
+        lines.append(f"| {recipe} | " + " | ".join(cells) + " |")
+    lines += ["", "Every seed (text / image / group %, Wilson 95 % interval on group; validation = the run's own "
+              "learning-curve point on the validation seed, 10 per tag, N = 10):", "",
+              "| run | image samples | train s | all (text / image / group) | group 95 % | binding group | "
+              "binding 95 % | validation group all / binding-tags mean |", "|---|---:|---:|---|---|---:|---|---|"]
+    for name, s in data["per_seed"].items():
+        a, b = s["cells"]["all"], s["cells"]["binding"]
+        val = s.get("validation") or {}
+        vb = [val[t]["group"] for t in BINDING_TAGS if t in val]
+        vtxt = f"{_pct(val['all']['group'])} / {_pct(sum(vb) / len(vb))}" if val and vb else "—"
+        lines.append(f"| {name} | {s['samples_seen']:,} | {s['train_seconds']} | {_pct(a['text']['rate'])} / "
+                     f"{_pct(a['image']['rate'])} / {_pct(a['group']['rate'])} | "
+                     f"[{_pct(a['group']['ci95'][0])}, {_pct(a['group']['ci95'][1])}] | {_pct(b['group']['rate'])} | "
+                     f"[{_pct(b['group']['ci95'][0])}, {_pct(b['group']['ci95'][1])}] | {vtxt} |")
+    if data["mcnemar"]:
+        lines += ["", "McNemar (exact, two-sided) on the group verdicts, each SD run against the CLIP run of the same "
+                  "seed (SD-only / CLIP-only correct):", "", "| pair | all: SD-only / CLIP-only, p | binding tags: "
+                  "SD-only / CLIP-only, p |", "|---|---|---|"]
+        for pair, m in data["mcnemar"].items():
+            lines.append(f"| {pair} | {m['all']['a_only']} / {m['all']['b_only']}, p = {m['all']['p']:.2g} | "
+                         f"{m['binding']['a_only']} / {m['binding']['b_only']}, p = {m['binding']['p']:.2g} |")
+    if data.get("vae"):
+        v = data["vae"]
+        lines += ["", f"Shared VAE: {v['steps']} steps × batch {v['batch_size']} ({v['seconds']} s); reconstruction "
+                  f"MSE (pixels in [−1, 1], posterior mean) {v['recon_mse_posterior_mean']:.4f} on training scenes, "
+                  f"{v['recon_mse_heldout_scenes']:.4f} on validation scenes (held-out digits)."]
+    lines += ["", f"Evaluation seconds per run: {data['seconds']}; load average at the end {data.get('load_at_end')}."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", default=None)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--n-samples", type=int, default=None)
+    p.add_argument("--out", default=None)
+    p.add_argument("--work", default=None, help="resumable evaluation caches")
+    args = p.parse_args(argv)
+    data = run(runs=args.runs, limit=args.limit, n_samples=args.n_samples, work=args.work, out=args.out)
+    out = Path(args.out or HERE / "results")
+    (out / "winodigits2_direct.json").write_text(json.dumps(data, indent=1) + "\n")
+    print(render(data))
 
 
 if __name__ == "__main__":
