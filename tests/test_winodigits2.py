@@ -161,7 +161,9 @@ def test_training_streams_never_hold_a_held_out_pairing():
 
     make_scenes, describe, tags = tr.stream(2)
     assert (make_scenes, describe, tags) == (wd.training_scenes2, wd.describe2, wd.TAGS2)
-    streams = [(20_000, 0 + 101)]  # the shared VAE (seed 0)
+    # pools: 20,000 for the shared VAE (seed 0), 8,000 for SD and CLIP; a smaller pool is a prefix of the
+    # same stream, so 20,000 covers both
+    streams = [(20_000, 0 + 101)]  # the shared VAE (seed 0): training_scenes2(n_images, seed + 101)
     streams += [(20_000, s) for s in (0, 1, 2)]  # SD runs: training_scenes2(pool, seed)
     streams += [(20_000, s + 202) for s in (0, 1, 2)]  # CLIP runs: training_scenes2(pool, seed + 202)
     rng = np.random.default_rng(0)
@@ -175,6 +177,7 @@ def test_training_streams_never_hold_a_held_out_pairing():
             kinds[" and " in caption] += 1
             assert wd.caption_pairings(caption) <= wd.pairings([scene]), caption
     assert kinds[True] > 0.15 * sum(kinds.values())  # conjunction captions are in the stream
+    assert make_scenes(50, seed=1)[1] == make_scenes(20_000, seed=1)[1][:50]  # the prefix property
 
 
 @pytest.mark.usefixtures("one_torch_thread")
