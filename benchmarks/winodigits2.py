@@ -182,9 +182,32 @@ def run(quick: bool = False, runs: str | None = None, limit: int | None = None, 
                 binding = [i for i in ids if rows[i]["meta"]["collapsed_tag"] in BINDING_TAGS]
                 summary["mcnemar"][f"{name} vs {clip}"] = {"all": _mcnemar(rows, samples[clip], ids),
                                                             "binding": _mcnemar(rows, samples[clip], binding)}
+    summary["curves"] = _curves([runs, *[Path(x) for x in os.environ.get("WINODIGITS2_CURVES", "runs/v2-8k").split(",")
+                                           if x and Path(x).is_dir()]])
     summary["load_at_end"] = list(os.getloadavg())
     _plot(summary, out / "winodigits2.png")
     return summary
+
+
+def _curves(folders: list[Path]) -> list[dict]:
+    """Validation-set learning-curve points of every run in ``folders`` (from each recipe.json)."""
+    from winoeval.tasks.winodigits import BINDING_TAGS
+
+    out = []
+    for folder in folders:
+        for recipe_path in sorted(folder.glob("*-s*/recipe.json")):
+            r = json.loads(recipe_path.read_text())
+            hp = r.get("hyperparameters", {})
+            for h in r.get("history", []):
+                ho = h.get("heldout")
+                if not ho:
+                    continue
+                out.append({"run": f"{folder.name}/{recipe_path.parent.name}", "epoch": h["epoch"],
+                            "samples": h["step"] * hp.get("batch_size", 0), "loss": h["loss"],
+                            "all": ho["all"]["group"], "text_all": ho["all"]["text"],
+                            "binding": sum(ho[t]["group"] for t in BINDING_TAGS) / len(BINDING_TAGS),
+                            "v1_tags": sum(ho[t]["group"] for t in ("object", "attribute", "relation", "control")) / 4})
+    return out
 
 
 def _pct(x: float) -> str:
@@ -237,6 +260,14 @@ def render(data: dict) -> str:
         for pair, m in data["mcnemar"].items():
             lines.append(f"| {pair} | {m['all']['a_only']} / {m['all']['b_only']}, p = {m['all']['p']:.2g} | "
                          f"{m['binding']['a_only']} / {m['binding']['b_only']}, p = {m['binding']['p']:.2g} |")
+    if data.get("curves"):
+        lines += ["", "Learning curves on the **validation** seed (winodigits2 `--task-arg seed=1`, 10 per tag = 80 "
+                  "examples, N = 10, the trainers' own evaluation through winoeval's scorer), group %:", "",
+                  "| run | epoch | image samples | loss | text all | group all | group v1 tags | group binding tags |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for c in data["curves"]:
+            lines.append(f"| {c['run']} | {c['epoch']} | {c['samples']:,} | {c['loss']:.4f} | {_pct(c['text_all'])} | "
+                         f"{_pct(c['all'])} | {_pct(c['v1_tags'])} | {_pct(c['binding'])} |")
     if data.get("vae"):
         v = data["vae"]
         lines += ["", f"Shared VAE: {v['steps']} steps × batch {v['batch_size']} ({v['seconds']} s); reconstruction "

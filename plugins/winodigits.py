@@ -10,7 +10,9 @@
 
 Training: ``winoeval train winodigits-sd --out DIR`` and ``winoeval train winodigits-clip --out DIR``
 (resumable with ``--resume``; recipes with the learning curve in ``DIR/recipe.json``; the shipped
-recipes are ``winodigits_sd/recipe.json`` and ``winodigits_clip/recipe.json``).
+recipes are ``winodigits_sd/recipe.json`` and ``winodigits_clip/recipe.json``). ``--grammar 2`` trains on the
+``winodigits2`` stream instead (held-out colour–digit pairings never shown; learning curve on its validation
+seed): the WinoDigits-2 recipe is ``benchmarks/winodigits2_train.sh``.
 """
 
 from __future__ import annotations

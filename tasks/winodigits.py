@@ -34,6 +34,23 @@ examples are the same on every machine, in any order, and need no files.
 
 ``winodigits:object|attribute|relation|control`` keeps one tag (the ids stay those of the full set).
 ``--task-arg n=N`` (default 400) and ``--task-arg seed=S`` (default 0) change the set.
+
+WinoDigits 2 (``winodigits2``)
+------------------------------
+v1 above is kept byte for byte. Its three swap tags are solved by a digit-blind rule ("the first-mentioned
+colour sits in the slot the relation names"), so v2 adds four tags that need binding (tag
+``TAGS2[i % 8]``; :data:`BINDING_TAGS`): ``same-colour`` (one colour, the digits trade places:
+digit↔position), ``digit-trade`` (colours stay in place, the digits trade), ``conjunction`` (as
+digit-trade, captions "a C D and a C D" without a relation: digit↔colour; the second caption names the
+second slot first) and ``one-axis`` (one colour, the relation flips on its own axis: left of ↔ right of).
+Shortcut oracles for them: ``plugins/winodigits_oracle.py``.
+
+Compositional split: the colour–digit pairings :data:`HELD_OUT` (8 of 40) never occur in a v2 training
+scene or caption (:func:`training_scenes2`, :func:`describe2`). Example ``i`` is ``unseen`` (a scene
+shows a held-out pairing) for odd ``i // 8`` and ``seen`` for even, drawn again from its own stream until it
+fits, so every prefix of 16 is balanced over tag × split. Seed 0 is the test set, seed
+:data:`VALIDATION_SEED` the validation set (learning curves, any selection). Images carry their scene in
+``image.info["winodigits_scene"]`` (what the oracles read).
 """
 
 from __future__ import annotations
