@@ -243,3 +243,16 @@ def test_v2_trainers_stream_hold_out_and_validation_curve_is_the_scorers(tmp_pat
     for r in rows:
         for a, b in zip(sum(r["scores"], []), sum(mine[r["id"]], [])):
             assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7), (r["id"], r["scores"], mine[r["id"]])
+
+
+def test_v2_options_and_bad_input():
+    from winoeval.config import ConfigError
+
+    assert wd.load_task2("one-axis", _config(n=32)).size == 4
+    assert wd.load_task2(None, _config(n="48", seed="1")).size == 48
+    with pytest.raises(ConfigError, match="did you mean winodigits2:same-colour"):
+        wd.load_task2("same-color", _config())
+    with pytest.raises(ConfigError, match="unknown --task-arg limit"):
+        wd.load_task2(None, _config(limit=3))
+    with pytest.raises(ConfigError, match="must be >= 1"):
+        wd.load_task2(None, _config(n=0))
