@@ -222,6 +222,15 @@ def render(data: dict) -> str:
              "Group score in %; chance 16.7 (text and image 25). Models: mean over seeds [min–max]; each run's last "
              "checkpoint (nothing selected on test items). Oracles read the scene metadata (perfect perception) — "
              "shortcut references, not models. Plot: `benchmarks/results/winodigits2.png`.", ""]
+    for recipe, agg in data["recipes"].items():
+        seeds = [v for v in data["per_seed"].values() if v["recipe"] == recipe]
+        above = sum(v["cells"]["binding"]["group"]["ci95"][0] > CHANCE["group"] for v in seeds)
+        gap = agg["mean"]["binding/seen"]["group"] - agg["mean"]["binding/unseen"]["group"]
+        lines.append(f"- **{recipe}**: binding tags {_pct(agg['mean']['binding']['group'])} % group (mean of "
+                     f"{len(seeds)} seeds), v1 tags {_pct(sum(agg['mean'][t]['group'] for t in TAGS2[:4]) / 4)} %; "
+                     f"{above} of {len(seeds)} seeds have the binding group score's Wilson lower bound above chance; "
+                     f"seen − unseen on binding tags {100 * gap:+.0f} points.")
+    lines.append("")
     cols = [*TAGS2, "binding", "all"]
     head = "| scorer | " + " | ".join(cols) + " |"
     lines += [head, "|---|" + "---:|" * len(cols)]
