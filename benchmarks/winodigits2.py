@@ -182,7 +182,7 @@ def run(quick: bool = False, runs: str | None = None, limit: int | None = None, 
                 binding = [i for i in ids if rows[i]["meta"]["collapsed_tag"] in BINDING_TAGS]
                 summary["mcnemar"][f"{name} vs {clip}"] = {"all": _mcnemar(rows, samples[clip], ids),
                                                             "binding": _mcnemar(rows, samples[clip], binding)}
-    summary["curves"] = _curves([runs, *[Path(x) for x in os.environ.get("WINODIGITS2_CURVES", "runs/v2-8k").split(",")
+    summary["curves"] = _curves([runs, *[Path(x) for x in os.environ.get("WINODIGITS2_CURVES", "runs/v2-8k,runs/v2-long").split(",")
                                            if x and Path(x).is_dir()]])
     summary["load_at_end"] = list(os.getloadavg())
     _plot(summary, out / "winodigits2.png")

@@ -30,3 +30,7 @@ for s in 0 1 2; do
   $PY -m winoeval train winodigits-sd --out "$R/sd-joint-s$s" $COMMON $SD --seed $s --vae-from "$R/vae"
 done
 echo ALL DONE
+# Extra, not part of the equal-samples comparison (run beside the loop above, one seed): CLIP with 4x the images
+# (96,256 = 4 epochs x 188 steps x batch 128), for the learning curve on the validation seed:
+#   $PY -m winoeval train winodigits-clip --out runs/v2-long/clip-s0 $COMMON --epochs 4 --steps-per-epoch 188 \
+#       --batch-size 128 --warmup 75 --pool 8000 --seed 0
