@@ -261,8 +261,13 @@ def winoground_eval(vae, unet, text, tokenizer, scheduler, examples: list[dict],
     from winoeval.plugins.stable_diffusion import StableDiffusionDenoiser
     from winoeval.scoring import make_scorer
 
+    import inspect
+
     model = StableDiffusionDenoiser(unet, vae, text, tokenizer, scheduler, source="training")
-    scorer = make_scorer(model, ScorerConfig(n_samples=(n_t,), timesteps="even", seed=seed), normalize=True)
+    config = ScorerConfig(n_samples=(n_t,), timesteps="even", seed=seed, normalize=True)
+    # normalisation is in the config; older make_scorer took it as an argument (ignoring the config's)
+    extra = {"normalize": True} if "normalize" in inspect.signature(make_scorer).parameters else {}
+    scorer = make_scorer(model, config, **extra)
     items = [(k, ex["id"], [wd.render(sc) for sc in ex["scenes"]], list(ex["captions"]))
              for k, ex in enumerate(examples)]
     verdicts: dict[int, dict] = {}
