@@ -88,7 +88,8 @@ def _plot(summary: dict, path: Path) -> None:
 
     rows = [(name, s) for name, s in summary["recipes"].items()]
     oracles = [(f"oracle:{o}", summary["oracles"][o]["cells"]) for o in ORACLES if o in summary["oracles"]]
-    n = len(rows) + len(oracles)
+    extras = [(f"{k} ({v['samples_seen']:,} images, 1 seed)", v["cells"]) for k, v in (summary.get("extra") or {}).items()]
+    n = len(rows) + len(extras) + len(oracles)
     width = 0.8 / n
     x = np.arange(len(TAGS2))
     fig, ax = plt.subplots(figsize=(12, 6))
@@ -99,9 +100,13 @@ def _plot(summary: dict, path: Path) -> None:
         hi = [100 * (s["max"][t]["group"] - s["mean"][t]["group"]) for t in TAGS2]
         ax.bar(x - 0.4 + (j + 0.5) * width, mean, width, yerr=[lo, hi], capsize=2, color=colours(j),
                label=f"{name} (mean of {s['seeds']} seeds, bar = range)")
+    for j, (name, cells) in enumerate(extras):
+        k = len(rows) + j
+        ax.bar(x - 0.4 + (k + 0.5) * width, [100 * cells[t]["group"]["rate"] for t in TAGS2], width,
+               color=colours(len(rows) + j), edgecolor="black", linewidth=0.5, label=name)
     greys = ["#222222", "#555555", "#777777", "#999999", "#bbbbbb", "#dddddd"]
     for j, (name, cells) in enumerate(oracles):
-        k = len(rows) + j
+        k = len(rows) + len(extras) + j
         vals = [100 * cells[t]["group"]["rate"] for t in TAGS2]
         ax.bar(x - 0.4 + (k + 0.5) * width, vals, width, color=greys[j % len(greys)], hatch="//", edgecolor="white",
                label=name)
@@ -182,6 +187,20 @@ def run(quick: bool = False, runs: str | None = None, limit: int | None = None, 
                 binding = [i for i in ids if rows[i]["meta"]["collapsed_tag"] in BINDING_TAGS]
                 summary["mcnemar"][f"{name} vs {clip}"] = {"all": _mcnemar(rows, samples[clip], ids),
                                                             "binding": _mcnemar(rows, samples[clip], binding)}
+    for folder in [Path(x) for x in os.environ.get("WINODIGITS2_EXTRA", "runs/v2-long").split(",") if x]:
+        for run_dir in sorted(folder.glob("*-s*")):
+            done = json.loads((run_dir / "recipe.json").read_text()) if (run_dir / "recipe.json").exists() else {}
+            hp = done.get("hyperparameters", {})
+            recipe = run_dir.name.rsplit("-s", 1)[0]
+            if not done or done.get("epochs_done") != hp.get("epochs") or recipe not in RECIPES:
+                continue
+            name = f"{folder.name}/{run_dir.name}"
+            rows, sec, _ = _evaluate(RECIPES[recipe].format(run=run_dir), limit, work / folder.name / run_dir.name,
+                                     n_samples)
+            summary.setdefault("extra", {})[name] = {
+                "cells": _cells(rows), "samples_seen": hp["epochs"] * hp["steps_per_epoch"] * hp["batch_size"],
+                "train_seconds": done.get("train_seconds")}
+            summary["seconds"][name] = round(sec, 1)
     summary["curves"] = _curves([runs, *[Path(x) for x in os.environ.get("WINODIGITS2_CURVES", "runs/v2-8k,runs/v2-long").split(",")
                                            if x and Path(x).is_dir()]])
     summary["load_at_end"] = list(os.getloadavg())
@@ -238,6 +257,9 @@ def render(data: dict) -> str:
         cells = [f"{_pct(agg['mean'][c]['group'])} [{_pct(agg['min'][c]['group'])}–{_pct(agg['max'][c]['group'])}]"
                  for c in cols]
         lines.append(f"| {recipe} ({agg['seeds']} seeds) | " + " | ".join(cells) + " |")
+    for name, e in (data.get("extra") or {}).items():
+        lines.append(f"| extra: {name} ({e['samples_seen']:,} images, 1 seed; not equal-budget) | "
+                     + " | ".join(_pct(e["cells"][c]["group"]["rate"]) for c in cols) + " |")
     for oracle, o in data["oracles"].items():
         lines.append(f"| oracle: {oracle} | " + " | ".join(_pct(o["cells"][c]["group"]["rate"]) for c in cols) + " |")
     lines += ["", "Seen vs unseen colour–digit pairings (group %, mean over seeds [min–max]); `unseen` items show at "
