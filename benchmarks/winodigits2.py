@@ -30,6 +30,7 @@ TITLE = "WinoDigits 2: binding tags, seen/unseen pairings, 3 seeds per recipe, s
 ORACLES = ("perfect", "digit-blind", "colour-blind", "bag-of-words", "axis-only", "digit-blind+bag-of-words")
 RECIPES = {"clip": "openclip:{run}/model", "sd-frozen": "sd:{run}/pipeline", "sd-joint": "sd:{run}/pipeline"}
 METRICS = ("text", "image", "group")
+SHIPPED = ("winodigits-clip", "winodigits-sd")
 CHANCE = {"text": 0.25, "image": 0.25, "group": 1 / 6}
 
 
@@ -201,6 +202,10 @@ def run(quick: bool = False, runs: str | None = None, limit: int | None = None, 
                 "cells": _cells(rows), "samples_seen": hp["epochs"] * hp["steps_per_epoch"] * hp["batch_size"],
                 "train_seconds": done.get("train_seconds")}
             summary["seconds"][name] = round(sec, 1)
+    for model in SHIPPED:  # the shipped v1 models (trained on the v1 stream: no pairing held out, no "and" captions)
+        rows, sec, _ = _evaluate(model, limit, work / model, n_samples)
+        summary.setdefault("shipped", {})[model] = {"cells": _cells(rows)}
+        summary["seconds"][model] = round(sec, 1)
     summary["curves"] = _curves([runs, *[Path(x) for x in os.environ.get("WINODIGITS2_CURVES", "runs/v2-8k,runs/v2-long").split(",")
                                            if x and Path(x).is_dir()]])
     summary["load_at_end"] = list(os.getloadavg())
@@ -259,6 +264,9 @@ def render(data: dict) -> str:
         lines.append(f"| {recipe} ({agg['seeds']} seeds) | " + " | ".join(cells) + " |")
     for name, e in (data.get("extra") or {}).items():
         lines.append(f"| extra: {name} ({e['samples_seen']:,} images, 1 seed; not equal-budget) | "
+                     + " | ".join(_pct(e["cells"][c]["group"]["rate"]) for c in cols) + " |")
+    for name, e in (data.get("shipped") or {}).items():
+        lines.append(f"| shipped v1 model: {name} (v1 stream: seen every pairing, no 'and' captions) | "
                      + " | ".join(_pct(e["cells"][c]["group"]["rate"]) for c in cols) + " |")
     for oracle, o in data["oracles"].items():
         lines.append(f"| oracle: {oracle} | " + " | ".join(_pct(o["cells"][c]["group"]["rate"]) for c in cols) + " |")
