@@ -90,6 +90,7 @@ def _plot(summary: dict, path: Path) -> None:
     rows = [(name, s) for name, s in summary["recipes"].items()]
     oracles = [(f"oracle:{o}", summary["oracles"][o]["cells"]) for o in ORACLES if o in summary["oracles"]]
     extras = [(f"{k} ({v['samples_seen']:,} images, 1 seed)", v["cells"]) for k, v in (summary.get("extra") or {}).items()]
+    extras += [(f"shipped v1 {k}", v["cells"]) for k, v in (summary.get("shipped") or {}).items()]
     n = len(rows) + len(extras) + len(oracles)
     width = 0.8 / n
     x = np.arange(len(TAGS2))
