@@ -1,4 +1,4 @@
-"""Run the benchmark suite: ``python -m benchmarks [--only NAME[,NAME]] [--quick]``.
+"""Run the benchmark suite: ``python -m benchmarks [--only NAME[,NAME]] [--quick] [--dry-run]``.
 
 Each benchmark writes ``benchmarks/results/<name>.json``; then ``BENCHMARKS.md`` is regenerated from
 every results file present (so ``--only`` refreshes one section and keeps the others).
@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 
-from .common import RESULTS, git_hash, log, machine, versions
+from .common import RESULTS, WORK, git_hash, log, machine, versions
 
 BENCHMARKS = ["early_decision", "overhead", "original_loop", "startup", "memory", "cpu_tuning"]
 
@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
                                        f"more with --list)")
     parser.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run, minutes)")
     parser.add_argument("--digits", type=int, help="early_decision: number of held-out MNIST digits [100; quick 20]")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="benchmarks that support it (gpu): the same code on the CPU at toy sizes; results go to "
+                             "$WINOEVAL_BENCH_TMP/dry-run/NAME.json and BENCHMARKS.md is left alone")
     parser.add_argument("--render", action="store_true", help="only regenerate BENCHMARKS.md from the results")
     parser.add_argument("--list", action="store_true", help="list the benchmarks")
     args = parser.parse_args(argv)
@@ -59,33 +62,60 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS + extras)}")
     failed = []
+    results_dir = WORK / "dry-run" if args.dry_run else RESULTS
+    if args.dry_run and args.render:
+        parser.error("--dry-run and --render do not go together (a dry run never touches BENCHMARKS.md)")
     if not args.render:
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        import inspect
+
+        results_dir.mkdir(parents=True, exist_ok=True)
         suite_start = time.time()
         for name in names:
             module = importlib.import_module(f"benchmarks.{name}")
+            params = inspect.signature(module.run).parameters
+            if args.dry_run and "dry_run" not in params:
+                log(f"{name}: has no --dry-run; skipped")
+                continue
             log(f"{name}: start")
             started = time.time()
             info = machine()
-            try:
-                import inspect
+            path = results_dir / f"{name}.json"
 
-                extra = {"digits": args.digits} if args.digits and "digits" in inspect.signature(module.run).parameters \
-                    else {}
+            def save(data, name=name, module=module, started=started, info=info, path=path):
+                result = {
+                    "name": name, "title": module.TITLE, "command": command_line(argv), "quick": args.quick,
+                    "dry_run": args.dry_run, "date": _dt.datetime.now().isoformat(timespec="seconds"),
+                    "wall_seconds": round(time.time() - started, 1), "machine": info, "versions": versions(),
+                    "git": git_hash(), "data": data,
+                }
+                tmp = path.with_suffix(".json.tmp")
+                tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
+                tmp.replace(path)
+                return result
+
+            extra = {}
+            if args.digits and "digits" in params:
+                extra["digits"] = args.digits
+            if args.dry_run:
+                extra["dry_run"] = True
+            if "save" in params:  # long benchmarks save after every section: a killed run keeps them
+                extra["save"] = save
+            try:
                 data = module.run(quick=args.quick, **extra)
             except Exception:  # one broken benchmark must not lose the others' results
                 traceback.print_exc()
                 failed.append(name)
                 continue
-            result = {
-                "name": name, "title": module.TITLE, "command": command_line(argv), "quick": args.quick,
-                "date": _dt.datetime.now().isoformat(timespec="seconds"), "wall_seconds": round(time.time() - started, 1),
-                "machine": info, "versions": versions(), "git": git_hash(), "data": data,
-            }
-            path = RESULTS / f"{name}.json"
-            path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+            result = save(data)
+            broken = [n for n, r in (data.get("sections") or {}).items() if r.get("status") not in ("ok", "skipped")] \
+                if isinstance(data, dict) else []
+            if args.dry_run and broken:  # a dry run exists to catch these
+                log(f"{name}: sections failed: {', '.join(broken)}")
+                failed.append(name)
             log(f"{name}: done in {result['wall_seconds']:.0f} s -> {path}")
         log(f"suite: {time.time() - suite_start:.0f} s")
+    if args.dry_run:
+        return 1 if failed else 0
     from .report import write_report
 
     path = write_report(BENCHMARKS, extras)

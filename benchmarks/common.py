@@ -60,7 +60,7 @@ def machine() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    from winoeval.runner import versions as _v
+    from winoeval.results import versions as _v
 
     return _v()
 

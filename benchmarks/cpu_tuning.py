@@ -119,6 +119,8 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def render(res: dict[str, Any]) -> str:
+    if (res.get("withdrawn") or {}).get("all"):
+        return "Every table of this section is withdrawn (see above); rerun `python -m benchmarks --only cpu_tuning`."
     s = res["batch_sweep"]
     base = med(s["times"]["128"]) if "128" in s["times"] else None
     best128 = min(s["times"]["128"]) if "128" in s["times"] else None

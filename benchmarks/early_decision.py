@@ -7,7 +7,7 @@ of the T = 400 timesteps once (``ScorerConfig(n_samples=(400,), timesteps="even"
 The three runs are interleaved image by image, so their wall times are comparable.
 
 Because samples come in prefix order, an early-stopped run uses a prefix of the full run's samples:
-replaying :func:`winoeval.scoring._drop_confidently_worse` over the full run's per-sample errors
+replaying :func:`winoeval.scoring.drop_confidently_worse` over the full run's per-sample errors
 reproduces early decision exactly for any confidence / chunk / min_samples (checked against the real
 run for the default setting) — the sweep below is such a simulation.
 
@@ -50,7 +50,7 @@ def simulate(errs, confidence: float, chunk: int, min_samples: int, budget: int 
     ``growth`` > 0 is a proposed variant (not in the scorer): each step takes
     max(chunk, ceil(growth · samples so far)) new samples, so long undecided runs use big batches.
     ``variance``: "iid" (the old rule) or "stratified" (needs ``t``, the samples' timesteps in prefix order)."""
-    from winoeval.scoring import _drop_confidently_worse, timestep_order
+    from winoeval.scoring import drop_confidently_worse, timestep_order
 
     K, N = errs.shape
     N = min(N, budget or N)
@@ -62,7 +62,7 @@ def simulate(errs, confidence: float, chunk: int, min_samples: int, budget: int 
         evals += len(alive) * (stop - done)
         done = stop
         order = timestep_order(t[:done]) if variance == "stratified" else None
-        alive = _drop_confidently_worse(errs[:, :done], alive, z, order)
+        alive = drop_confidently_worse(errs[:, :done], alive, z, order)
         if len(alive) == 1:
             break
     means = errs[alive, :done].mean(dim=1)
@@ -256,10 +256,10 @@ def render(res: dict[str, Any]) -> str:
         if k not in m["runs"]:
             continue
         r = m["runs"][k]
+        timed = [f"{r['seconds_per_image']:.2f}", f"{r['ms_per_eval']:.2f}", f"{r['speedup_vs_full']:.1f}×"] \
+            if not res.get("withdrawn") else ["withdrawn"] * 3
         rows.append([label, pct(r["agreement"]), pct(r["accuracy"]), f"{r['evals_per_image']:.0f}",
-                     pct(r["fraction_of_full"], 2), r["max_evals"], f"{r['seconds_per_image']:.2f}",
-                     f"{r['ms_per_eval']:.2f}",
-                     f"{r['speedup_vs_full']:.1f}×"])
+                     pct(r["fraction_of_full"], 2), r["max_evals"], *timed])
     lines.append(md_table(["run", "agreement with full", "accuracy", "evals/image", "of full", "max evals",
                            "s/image", "ms/eval", "speed-up"], rows))
     dis = {k: m["runs"][k]["disagreements"] for k in ("early", "early_iid", "early_stratified") if k in m["runs"] and m["runs"][k]["disagreements"]}

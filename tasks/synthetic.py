@@ -4,8 +4,9 @@
 * ``toy-winoground``: Winoground-format pairs "A left of B" / "B left of A" over two-colour images;
   the swapped captions use the same words, so only composition tells them apart.
 
-Images carry Gaussian pixel noise of standard deviation ``SIGMA`` (``colors:SIGMA``,
-``toy-winoground:SIGMA``; default 0.2 on the [−1, 1] scale), seeded by the example id.
+Images carry Gaussian pixel noise of standard deviation sigma (``colors:sigma=0.3``,
+``toy-winoground:sigma=3``; default 0.2 on the [−1, 1] scale), seeded by the example id. The older
+spelling without ``sigma=`` (``toy-winoground:3``) means the same: the argument is never a number of examples.
 """
 
 from __future__ import annotations
@@ -32,20 +33,14 @@ def render(text: str, sigma: float, key: str):
     return Image.fromarray(pixels, "RGB")
 
 
-def _sigma(argument: str | None) -> float:
-    from winoeval.config import ConfigError
+def _sigma(argument: str | None, name: str) -> float:
+    from winoeval.plugins.analytic import parse_sigma
 
-    try:
-        sigma = float(argument) if argument else DEFAULT_SIGMA
-    except ValueError:
-        raise ConfigError(f"expected a noise level after ':' (e.g. colors:0.3), got {argument!r}") from None
-    if not 0 <= sigma < float("inf"):
-        raise ConfigError(f"the noise level after ':' must be a finite number >= 0, got {argument!r}")
-    return sigma
+    return parse_sigma(argument, DEFAULT_SIGMA, name)
 
 
 def load_colors(argument, config) -> TaskData:
-    sigma, names, per_class = _sigma(argument), list(PALETTE), 10
+    sigma, names, per_class = _sigma(argument, "colors"), list(PALETTE), 10
 
     def examples():
         for n, (i, label) in enumerate(itertools.product(range(per_class), range(len(names)))):
@@ -56,7 +51,7 @@ def load_colors(argument, config) -> TaskData:
 
 
 def load_toy_winoground(argument, config) -> TaskData:
-    sigma = _sigma(argument)
+    sigma = _sigma(argument, "toy-winoground")
     colours = ["red", "green", "blue", "yellow"]
     pairs = list(itertools.combinations(colours, 2))
 
@@ -76,6 +71,7 @@ def load_toy_winoground(argument, config) -> TaskData:
 @hookimpl
 def winoeval_register_tasks(register):
     register("colors", load_colors, takes_argument=True, options={},
-             description="toy: solid colours among 8 names, 80 images (colors:SIGMA)")
+             description="toy: solid colours among 8 names, 80 images; colors:sigma=S: pixel noise sigma [0.2]")
     register("toy-winoground", load_toy_winoground, takes_argument=True, options={},
-             description="toy Winoground: 'A left of B' vs 'B left of A', 6 pairs (toy-winoground:SIGMA)")
+             description="toy Winoground: 'A left of B' vs 'B left of A', 6 pairs; toy-winoground:sigma=S: "
+                         "pixel noise sigma [0.2]")

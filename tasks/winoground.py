@@ -92,7 +92,7 @@ def load(argument: str | None, config: Any):
     from winoeval.api import Example, TaskData
     from winoeval.config import ConfigError
     from winoeval.hub import load_hf_dataset
-    from winoeval.localdata import undecoded
+    from winoeval.localdata import data_fingerprint, undecoded
 
     subset = parse_subset(argument)
     task_args = dict(getattr(config, "task_args", None) or {})
@@ -126,11 +126,15 @@ def load(argument: str | None, config: Any):
     name = "winoground" + (f":{subset.lower()}" if subset else "")
     return TaskData(name=name, metric="winoground", examples=examples, size=len(ds),
                     defaults={"normalize": True}, breakdowns=list(BREAKDOWNS),
-                    fingerprint=getattr(ds, "_fingerprint", None))
+                    fingerprint=data_fingerprint(ds, data_dir))
 
 
 @hookimpl
 def winoeval_register_tasks(register):
     register("winoground", load, takes_argument=True, options={},
              description="Winoground (facebook/winoground, gated; 400 pairs): text/image/group scores; "
-                         "winoground:object|relation|both for one collapsed tag")
+                         "winoground:object|relation|both for one collapsed tag",
+             licence="research use only (gated on the hub: accept its licence)",
+             citation="Thrush, Jiang, Bartolo, Singh, Williams, Kiela, Ross. Winoground: Probing Vision and "
+                      "Language Models for Visio-Linguistic Compositionality. CVPR 2022. arXiv:2204.03162",
+             source="https://huggingface.co/datasets/facebook/winoground (gated)", group="compositional")

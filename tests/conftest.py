@@ -60,3 +60,23 @@ def isolated_datasets_cache(tmp_path_factory, monkeypatch):
     """An empty datasets cache, so that nothing cached on this machine can make a loading test pass."""
     datasets = pytest.importorskip("datasets")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf-datasets")))
+
+
+@pytest.fixture
+def register_plugin():
+    """Register plugin objects (classes with ``@hookimpl`` methods) on the real plugin manager for one
+    test: ``register_plugin(obj)``; they are gone again after the test (the registry is rebuilt)."""
+    from winoeval import registry
+
+    added = []
+
+    def register(plugin, name: str | None = None):
+        registry.get_plugin_manager().register(plugin, name=name or f"test-{type(plugin).__name__}-{len(added)}")
+        added.append(plugin)
+        return plugin
+
+    yield register
+    manager = registry.get_plugin_manager()
+    for plugin in added:
+        if manager.is_registered(plugin):
+            manager.unregister(plugin)

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from winoeval import calibration as cal
 from winoeval.compare import calibrate_command
+from winoeval.report import calibration_markdown
 
 
 def test_ece_hand_case():
@@ -154,3 +155,36 @@ def test_calibrate_without_log_samples_says_rerun(tmp_path):
     result = CliRunner().invoke(calibrate_command, [str(tmp_path / "results_s.json")])
     assert result.exit_code != 0 and "rerun the same `winoeval run` command with --log-samples" in result.output.lower()
     assert "compare the new" not in result.output
+
+
+def _two_class(rows_labels):
+    return [{"id": f"e{i}", "scores": [list(row)], "label": y, "verdicts": {}} for i, (row, y) in enumerate(rows_labels)]
+
+
+def test_a_fit_that_worsens_held_out_nll_is_not_presented():
+    n = 60
+    fit_idx, eval_idx = cal.split_indices(n, 0.5, 0)
+    rows = [None] * n
+    # fitting part: 27 right by a margin of 5, 3 wrong by 0.1 → the NLL is lowest near τ ≈ 0.7 (worked by hand:
+    # 0.0775 at 0.7 vs 0.080 at τ = 1); held-out part: half wrong by a margin of 5, where a τ below 1 hurts
+    for k, i in enumerate(fit_idx):
+        rows[i] = ([5.0, 0.0], 0) if k < 27 else ([0.0, 0.1], 0)
+    for k, i in enumerate(eval_idx):
+        rows[i] = ([5.0, 0.0], 0) if k % 2 else ([0.0, 5.0], 0)
+    rep = cal.calibrate(_two_class(rows), fit_fraction=0.5, seed=0)
+    assert 0.5 < rep.tau_fit < 0.9
+    assert rep.status == "rejected" and math.isnan(rep.tau) and math.isnan(rep.nll_after)
+    assert rep.nll_before == pytest.approx(0.5 * (5 + math.log1p(math.exp(-5))) + 0.5 * math.log1p(math.exp(-5)))
+    assert "worsens the held-out NLL" in rep.notes[0] and "keep τ = 1" in rep.notes[0]
+    table = calibration_markdown([("m", rep)])
+    assert "| m | none (rejected, see note) |" in table and "| — | 2.5" in table  # NLL after: not shown
+
+
+def test_fifteen_examples_are_too_few_to_present_a_fit():
+    # the case: 15 digits, 7 to fit on (all right: separable), 8 held out with one wrong
+    rows = [([3.0, 0.0], 0)] * 14 + [([0.0, 3.0], 0)]
+    rep = cal.calibrate(_two_class(rows), seed=0)
+    assert (rep.n_fit, rep.n_eval) == (8, 7) or (rep.n_fit, rep.n_eval) == (7, 8)
+    assert rep.status == "not fitted" and rep.tau is not None and math.isnan(rep.tau)
+    assert f"at least {cal.MIN_PART} each" in rep.notes[0]
+    assert rep.to_dict()["tau"] is None and rep.to_dict()["status"] == "not fitted"

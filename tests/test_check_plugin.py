@@ -193,6 +193,8 @@ def _float64_only(self, x_t, t, cond):
     ({"alphas_cumprod": [0.9, 0.5]}, "alphas_cumprod"),
     ({"alphas_cumprod": "increasing"}, "alphas_cumprod"),
     ({"alphas_cumprod": "above-one"}, "alphas_cumprod"),
+    ({"objective": "x0"}, "objective"),
+    ({"objective": "flow", "sigmas": "decreasing"}, "alphas_cumprod"),
     ({"encode_images": _bad_latents}, "encode_images"),
     ({"encode_texts": _one_text_row}, "encode_texts"),
     ({"encode_texts": _no_uncond}, "unconditional"),
@@ -212,6 +214,8 @@ def test_each_model_rule_catches_a_broken_denoiser(overrides, rule):
         overrides = {"alphas_cumprod": torch.linspace(0.01, 0.999, 50)}
     elif overrides.get("alphas_cumprod") == "above-one":
         overrides = {"alphas_cumprod": torch.linspace(1.5, 0.01, 50)}
+    elif overrides.get("sigmas") == "decreasing":  # a flow model's σ grid must rise with t
+        overrides = {"objective": "flow", "sigmas": torch.linspace(0.999, 0.01, 50)}
     found = rules(check_model(_denoiser(**overrides), _points_task()))
     assert rule in found, found
 
@@ -306,6 +310,7 @@ def test_each_task_rule_catches_a_broken_task():
         "meta": _points_task(examples=_examples([_ex(0, meta={"x": {1, 2}})]), size=1),
         "defaults": _points_task(defaults={"n_sample": 10}),
         "breakdowns": _points_task(breakdowns=[3]),
+        "choice": TaskData("c", "choice", _examples([_ex(0, texts=["only one"])]), 1),
     }
     assert set(cases) == set(TASK_RULES)
     for rule, task in cases.items():
@@ -320,7 +325,7 @@ def test_each_task_rule_catches_a_broken_task():
 
 def test_every_model_rule_has_a_failing_fake():
     """Keeps the parametrised list above complete when a rule is added."""
-    covered = {"kind", "protocol", "alphas_cumprod", "encode_images", "encode_texts", "unconditional",
+    covered = {"kind", "protocol", "alphas_cumprod", "objective", "encode_images", "encode_texts", "unconditional",
                "predict_noise", "dtype_device", "deterministic", "batch_independent", "similarity", "load",
                "embeddings"}
     assert covered == set(MODEL_RULES)

@@ -135,7 +135,7 @@ def test_refuses_different_tasks_and_subsets(tmp_path):
     a = write_run(tmp_path / "a", "m1", "winoground", recs)
     b = write_run(tmp_path / "b", "m2", "winoground:relation", recs)
     result = invoke(a, b)
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # bad input: a usage error, as the README promises
     assert "different tasks or subsets" in result.output and "'winoground:relation'" in result.output
     assert result.output.count("Error:") == 1
 
@@ -384,9 +384,9 @@ def test_html_summary_pairs_legend_and_labels(two_runs, tmp_path):
     assert [m for m in re.findall(r'<th colspan="2">(\w+)</th>', rows[0])] == ["text", "image", "group"]
     assert re.findall(r"<th[^>]*>(model-[ab])</th>", rows[1]) == ["model-a", "model-b"] * 3
     first = re.findall(r"<td( class=\"best\")?>([\d.]+)<br>", rows[2])
-    # all: text 65.0 vs 35.0 (A bold), image 100 vs 100 (both bold), group as text
-    assert first == [(' class="best"', "65.0"), ("", "35.0"), (' class="best"', "100.0"),
-                     (' class="best"', "100.0"), (' class="best"', "65.0"), ("", "35.0")]
+    # all: text 65.0 vs 35.0 (A bold), image 100 vs 100 (a tie: neither bold), group as text
+    assert first == [(' class="best"', "65.0"), ("", "35.0"), ("", "100.0"),
+                     ("", "100.0"), (' class="best"', "65.0"), ("", "35.0")]
     pairs = re.search(r'<table class="pairs">(.*?)</table>', page, re.S).group(1)
     text_object = next(r for r in re.findall(r"<tr>(.*?)</tr>", pairs, re.S) if "collapsed_tag=Object" in r
                        and ">text<" in r)
@@ -398,7 +398,7 @@ def test_html_summary_pairs_legend_and_labels(two_runs, tmp_path):
     assert class_name(1, ["cat", "dog"]) == "dog (1)" and class_name(3, None) == "3"
 
 
-def test_report_images_native_size_up_to_256_and_a_larger_stored_copy():
+def test_report_images_large_shrunk_to_256_small_upscaled_and_a_larger_stored_copy():
     from PIL import Image
 
     from winoeval.html_report import DISPLAY, STORED, _figures, image_uri
@@ -414,7 +414,10 @@ def test_report_images_native_size_up_to_256_and_a_larger_stored_copy():
     uri = image_uri(digit)
     assert uri.startswith("data:image/png;base64,")  # small images stay lossless, at their own size
     html = _figures([(uri, 28, 28)], 1, ["image"])
-    assert 'width="28" height="28"' in html and 'class="small"' in html
+    # upscaled by a whole factor to about SMALL_TARGET px (5× → 140 px), drawn pixelated
+    assert 'width="140" height="140"' in html and 'class="small"' in html
+    assert _figures([(uri, 32, 32)], 1, ["image"]).count('width="160" height="160"') == 1  # WinoDigits: 5×
+    assert _figures([(uri, 200, 100)], 1, ["image"]).count('width="200" height="100"') == 1  # no whole factor fits
 
 
 def write_multi_run(directory: Path, model: str, by_task: dict[str, tuple[str, list[dict]]],

@@ -39,10 +39,14 @@ def test_torchrun_ranks_with_separate_output_paths_gather_the_single_process_res
     assert single.returncode == 0, single.stderr
     wrapper = tmp_path / "launch.py"
     wrapper.write_text(WRAPPER)
-    res = subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_port", "29533", str(wrapper),
+    # `python -m torch.distributed.run` is torchrun run by this interpreter (a venv's torchrun script may
+    # name another interpreter in its first line, and with it another installation of winoeval)
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", str(wrapper),
                           str(tmp_path / "multi"), *ARGS], env={**cli_env, "OMP_NUM_THREADS": "1"},
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
+    # rank 0 reports what every rank computed (it was 6, its own half)
+    assert "12 example(s) computed, 0 reused" in res.stderr, res.stderr[-3000:]
     [expected] = sorted((tmp_path / "single").glob("*/results_*.json"))
     [gathered] = sorted((tmp_path / "multi" / "rank0").glob("*/results_*.json"))
     assert not list((tmp_path / "multi" / "rank1").glob("*/results_*.json"))  # only rank 0 writes results
@@ -51,6 +55,8 @@ def test_torchrun_ranks_with_separate_output_paths_gather_the_single_process_res
     parts1 = sorted(p.name for p in (tmp_path / "multi" / "rank1").glob("*/.cache/*/part-*.jsonl"))
     assert parts0 == ["part-000-of-002.jsonl"] and parts1 == ["part-001-of-002.jsonl"]
     assert _comparable(gathered) == _comparable(expected)
+    run = json.loads(gathered.read_text())["run"]
+    assert (run["examples_computed"], run["examples_reused"]) == (12, 0)
     [s1] = (tmp_path / "single").glob("*/samples_*.jsonl")
     [s2] = (tmp_path / "multi" / "rank0").glob("*/samples_*.jsonl")
     assert s1.read_bytes() == s2.read_bytes()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = {"winoeval": REPO / "winoeval", "winoeval.testing": REPO / "winoeval" / "testing",
+            "winoeval.scoring": REPO / "winoeval" / "scoring",
             "winoeval.plugins": REPO / "plugins", "winoeval.tasks": REPO / "tasks"}
 
 
@@ -127,3 +128,57 @@ def test_winoeval_has_no_import_cycle():
     detail = "; ".join(" ↔ ".join(c) + " (" + ", ".join(f"{m} → {sorted(graph[m] & set(c))}" for m in c) + ")"
                        for c in found)
     assert not found, f"import cycles: {detail}"
+
+
+# The layers of CONTRIBUTING.md's package map: a module imports only modules of its own layer or below
+# (cycles within a layer are caught above). Built-in plugins and tasks sit beside layer 2: they use the
+# foundation, the settings and the scorer, never the orchestration, the renderers or the commands.
+LAYERS = {
+    0: ["winoeval", "winoeval.errors", "winoeval.api", "winoeval.hookspecs", "winoeval.metrics", "winoeval.fingerprint",
+        "winoeval.sampling", "winoeval.verbosity", "winoeval.scoring.objectives", "winoeval.testing.models",
+        "winoeval.testing.point_mass"],
+    1: ["winoeval.config", "winoeval.storage", "winoeval.localdata", "winoeval.hub", "winoeval.training",
+        "winoeval.options", "winoeval.validate"],
+    2: ["winoeval.registry", "winoeval.scoring", "winoeval.records", "winoeval.errorlog", "winoeval.results",
+        "winoeval.distributed",
+        "winoeval.groups",
+        "winoeval.calibration", "winoeval.plugins", "winoeval.tasks", "winoeval.testing.data"],
+    3: ["winoeval.runner", "winoeval.comparison"],
+    4: ["winoeval.report", "winoeval.plot", "winoeval.html_report"],
+    5: ["winoeval.compare", "winoeval.rescore", "winoeval.cli", "winoeval.docs", "winoeval.__main__", "winoeval.testing",
+        "winoeval.testing.check"],
+}
+
+
+def layer_of(module: str) -> int:
+    best = None
+    for layer, prefixes in LAYERS.items():
+        for prefix in prefixes:
+            if module == prefix or (module.startswith(prefix + ".") and prefix != "winoeval"):
+                if best is None or len(prefix) > best[0]:
+                    best = (len(prefix), layer)
+    assert best is not None, f"{module} is in no layer: add it to LAYERS (and to CONTRIBUTING.md's package map)"
+    return best[1]
+
+
+def test_the_layer_table_places_modules_by_their_longest_prefix():
+    assert layer_of("winoeval.scoring.objectives") == 0 and layer_of("winoeval.scoring.diffusion") == 2
+    assert layer_of("winoeval.plugins.mnist_unet") == 2 and layer_of("winoeval.cli") == 5
+
+
+def test_every_module_imports_only_its_own_layer_or_below():
+    graph = import_graph()
+    upward = [f"{m} (layer {layer_of(m)}) → {d} (layer {layer_of(d)})"
+              for m, deps in sorted(graph.items()) for d in sorted(deps) if layer_of(d) > layer_of(m)]
+    assert not upward, "imports against the layering: " + "; ".join(upward)
+
+
+def test_the_package_map_in_contributing_names_every_module():
+    text = (REPO / "CONTRIBUTING.md").read_text()
+    ours = [m for m in import_graph() if m.startswith("winoeval.") and m not in ("winoeval.__main__", "winoeval.plugins", "winoeval.tasks")
+            and not m.startswith(("winoeval.plugins.", "winoeval.tasks.", "winoeval.testing."))]
+    # top-level modules as winoeval/NAME.py; a subpackage's modules as NAME.py in its indented block
+    missing = [m for m in ours if (f"winoeval/{m.split('.')[1]}.py" if m.count(".") == 1
+                                   else f"  {m.rsplit('.', 1)[1]}.py") not in text
+               and f"winoeval/{m.split('.')[1]}/" not in text]
+    assert not missing, f"CONTRIBUTING.md's package map lacks: {missing}"

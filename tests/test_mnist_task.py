@@ -115,16 +115,17 @@ def test_hub_rows_become_examples(monkeypatch):
 
     from winoeval import hub
 
+    import datasets
+
     rows = [{"image": Image.new("L", (28, 28), 0), "label": 3}, {"image": Image.new("L", (28, 28), 255), "label": 7}]
-
-    class FakeDataset(list):
-        pass
-
-    monkeypatch.setattr(hub, "load_hf_dataset", lambda *a, **k: FakeDataset(rows))
+    ds = datasets.Dataset.from_list(rows, features=datasets.Features({"image": datasets.Image(),
+                                                                      "label": datasets.Value("int64")}))
+    monkeypatch.setattr(hub, "load_hf_dataset", lambda *a, **k: ds)
     task = mnist.load_task("hub", _config())
     examples = list(task.examples())
     assert task.size == 2 and [e.id for e in examples] == ["hub-0", "hub-1"]
     assert [e.label for e in examples] == [3, 7]
+    assert [e.images()[0].getpixel((0, 0)) for e in examples] == [0, 255]  # decoded lazily, in the runner's guard
 
 
 def test_registered():

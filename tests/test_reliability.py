@@ -18,7 +18,8 @@ from winoeval import registry
 from winoeval.config import RunConfig, ScorerConfig
 from winoeval.hookspecs import hookimpl
 from winoeval.plugins.analytic import AnalyticDenoiser
-from winoeval.runner import BadExampleError, evaluate
+from winoeval.errors import BadExampleError
+from winoeval.runner import evaluate
 from winoeval.scoring import DiffusionScorer
 from winoeval.tasks.synthetic import render
 

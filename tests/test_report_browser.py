@@ -135,10 +135,10 @@ def test_disagree_view_and_images_in_chromium(browser, report, tmp_path):
     images = probe["images"]
     assert len(images) == 2 * len(every)
     assert all(im["complete"] and im["natural"] > 0 for im in images), images
-    # the toy images are smaller than 256 px: shown at their own size (+ a 1 px border each side),
-    # 0 wide in the hidden sections; a click enlarges one
+    # the toy images are 16 px: shown enlarged 10× to 160 px (+ a 1 px border each side), 0 wide in the
+    # hidden sections; a click enlarges one
     for im, eid in zip(images, [i for i in every for _ in range(2)]):
-        assert im["shown"] == (im["natural"] + 2 if eid in disagree else 0), (eid, im)
+        assert im["shown"] == (10 * im["natural"] + 2 if eid in disagree else 0), (eid, im)
     assert probe["zoom"]["open"] and probe["zoom"]["width"] >= 4 * images[0]["natural"]
 
     dom_all = dump_dom(browser, probed, "", tmp_path)  # no fragment: every example

@@ -3,6 +3,8 @@ results identical to scoring each example alone."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -37,8 +39,8 @@ CONFIGS = [
 def test_stream_gives_bit_identical_results_to_one_example_at_a_time(config, normalize):
     model = AnalyticDenoiser(sigma=0.6)  # each row's prediction depends on that row alone
     examples = _examples(10)
-    alone = {eid: DiffusionScorer(model, config, normalize).score(eid, ims, texts) for eid, ims, texts in examples}
-    scorer = DiffusionScorer(model, config, normalize)
+    alone = {eid: DiffusionScorer(model, dataclasses.replace(config, normalize=normalize)).score(eid, ims, texts) for eid, ims, texts in examples}
+    scorer = DiffusionScorer(model, dataclasses.replace(config, normalize=normalize))
     streamed = dict(scorer.score_stream((eid, eid, ims, texts) for eid, ims, texts in examples))
     assert set(streamed) == set(alone)
     for eid, a in alone.items():

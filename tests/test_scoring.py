@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import pytest
@@ -122,7 +124,7 @@ def test_all_candidates_and_images_share_the_same_t_and_noise():
     cfg = ScorerConfig(n_samples=(6,), batch_size=5)
     images = [render("red left of blue", 0.1, "a"), render("blue left of red", 0.1, "b")]
     texts = ["red left of blue", "blue left of red"]
-    DiffusionScorer(model, cfg, normalize=True).score("ex", images, texts)
+    DiffusionScorer(model, dataclasses.replace(cfg, normalize=True)).score("ex", images, texts)
     x_t = torch.cat([s[0] for s in seen])
     t = torch.cat([s[1] for s in seen])
     assert len(t) == 2 * 3 * 6  # 2 images × (2 texts + unconditional) × 6 samples
@@ -153,7 +155,7 @@ def test_normalisation_leaves_text_comparisons_unchanged():
     images = [render("red left of green", 0.3, "p"), render("green left of red", 0.3, "q")]
     texts = ["red left of green", "green left of red"]
     raw = DiffusionScorer(model, ScorerConfig(n_samples=(8,))).score("e", images, texts)
-    norm = DiffusionScorer(model, ScorerConfig(n_samples=(8,)), normalize=True).score("e", images, texts)
+    norm = DiffusionScorer(model, ScorerConfig(n_samples=(8,), normalize=True)).score("e", images, texts)
     # within an image row, normalisation subtracts one constant: differences are equal
     assert torch.allclose(raw.scores[:, 0] - raw.scores[:, 1], norm.scores[:, 0] - norm.scores[:, 1], atol=1e-9)
     # and the constant is that image's unconditional error over the same samples
@@ -206,7 +208,7 @@ def test_early_decision_on_a_winoground_pair_keeps_the_matrix_paired():
     model = AnalyticDenoiser(sigma=0.5)
     texts = ["red left of blue", "blue left of red"]
     images = [render(t, 0.5, f"w{k}") for k, t in enumerate(texts)]
-    res = DiffusionScorer(model, EARLY, normalize=True).score("w", images, texts)
+    res = DiffusionScorer(model, dataclasses.replace(EARLY, normalize=True)).score("w", images, texts)
     assert res.n_evals == 2 * 3 * 10  # 2 images × (2 captions + unconditional) × 10, all decided at once
     assert res.n_used.tolist() == [[10, 10], [10, 10]]
     assert res.scores[0, 0] > res.scores[0, 1] and res.scores[1, 1] > res.scores[1, 0]

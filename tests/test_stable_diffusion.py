@@ -7,6 +7,8 @@ v-prediction, dtype/device handling and the error paths (offline hub, bad local 
 
 from __future__ import annotations
 
+import dataclasses
+
 import collections
 import json
 import time
@@ -182,7 +184,7 @@ def test_four_errors_share_t_and_eps(tiny_sd):
     model.predict_noise = recording
     cfg = ScorerConfig(n_samples=(5,), batch_size=7)
     ims, texts = images(2), ["a cat on a mat", "a mat on a cat"]
-    result = DiffusionScorer(model, cfg, normalize=True).score("ex-7", ims, texts)
+    result = DiffusionScorer(model, dataclasses.replace(cfg, normalize=True)).score("ex-7", ims, texts)
     z0 = model.encode_images(ims)
     plan = make_plan("ex-7", z0.shape[1:], len(model.alphas_cumprod), cfg)
     ab = model.alphas_cumprod.double()

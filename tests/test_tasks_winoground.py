@@ -9,7 +9,9 @@ import pytest
 from winoeval import registry
 from winoeval.config import ConfigError, RunConfig
 from winoeval.hub import HubUnavailableError
-from winoeval.runner import BadExampleError, evaluate, scorer_settings
+from winoeval.config import ScorerConfig
+from winoeval.errors import BadExampleError
+from winoeval.runner import evaluate
 from winoeval.testing.data import FORMATS, make_winoground_dataset, winoground_rows, write_dataset
 from winoeval.tasks import winoground
 
@@ -129,8 +131,8 @@ def test_swapped_captions_score_zero(tmp_path):
 def test_normalisation_default_and_switch(data):
     task = load("winoground", data["parquet"])
     base = dict(model="analytic", task="winoground")
-    assert scorer_settings(RunConfig(**base), task)[1] is True
-    assert scorer_settings(RunConfig(**base, scorer_args={"normalize": False}), task)[1] is False
+    assert ScorerConfig.resolve(RunConfig(**base).scorer_args, task.metric, task.defaults).normalize is True
+    assert ScorerConfig.resolve({"normalize": False}, task.metric, task.defaults).normalize is False
 
 
 def test_bad_record_names_the_id_and_skip_counts_it(tmp_path, data):

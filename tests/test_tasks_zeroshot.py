@@ -10,7 +10,9 @@ import pytest
 from winoeval import registry
 from winoeval.config import ConfigError, RunConfig
 from winoeval.hub import HubUnavailableError
-from winoeval.runner import BadExampleError, evaluate, scorer_settings
+from winoeval.config import ScorerConfig
+from winoeval.errors import BadExampleError
+from winoeval.runner import evaluate
 from winoeval.tasks import zeroshot
 from winoeval.tasks.zeroshot import CIFAR10_CLASSES, PETS_CLASSES, SPECS
 from winoeval.testing.data import FORMATS, make_classification_dataset
@@ -80,12 +82,15 @@ def test_cifar10_loads_from_every_format(cifar, fmt):
 
 def test_presets_reach_the_scorer(cifar, tmp_path):
     pets = load("pets", make_classification_dataset(tmp_path / "p", PETS_CLASSES, 1, fmt="dataset"))
-    scorer, normalize = scorer_settings(config("pets"), pets)
-    assert (scorer.n_samples, scorer.to_keep, scorer.loss, normalize) == ((25, 250), (5, 1), "l1", False)
+    def resolve(cfg, task):
+        return ScorerConfig.resolve(cfg.scorer_args, task.metric, task.defaults)
+
+    scorer = resolve(config("pets"), pets)
+    assert (scorer.n_samples, scorer.to_keep, scorer.loss, scorer.normalize) == ((25, 250), (5, 1), "l1", False)
     task = load("cifar10", cifar["parquet"])
-    scorer, _ = scorer_settings(config("cifar10"), task)
+    scorer = resolve(config("cifar10"), task)
     assert (scorer.n_samples, scorer.to_keep, scorer.loss) == ((50, 500), (5, 1), "l1")
-    scorer, _ = scorer_settings(config("cifar10", scorer_args={"n_samples": (8,), "loss": "l2"}), task)
+    scorer = resolve(config("cifar10", scorer_args={"n_samples": (8,), "loss": "l2"}), task)
     assert (scorer.n_samples, scorer.to_keep, scorer.loss) == ((8,), (), "l2")
 
 

@@ -20,7 +20,9 @@ from winoeval.api import Example, TaskData
 from winoeval.config import ConfigError, RunConfig
 from winoeval.hookspecs import hookimpl
 from winoeval.plugins.analytic import AnalyticDenoiser
-from winoeval.runner import BadExampleError, RunLock, evaluate, remove_stale_tmp, write_outputs, RunOutput
+from winoeval.errors import BadExampleError
+from winoeval.runner import evaluate
+from winoeval.storage import RunLock, remove_stale_tmp
 from winoeval.tasks.synthetic import render
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,7 +94,7 @@ def test_mnist_checkpoint_fingerprint_follows_content_and_resolves_relative_path
 
 
 def test_data_dir_and_task_arg_files_are_fingerprinted_by_content(tmp_path):
-    from winoeval.runner import task_fingerprint
+    from winoeval.fingerprint import of_task as task_fingerprint
     from winoeval.testing.data import make_classification_dataset
 
     data = make_classification_dataset(tmp_path / "data", ["red", "blue"], per_class=2, fmt="parquet")
@@ -109,18 +111,47 @@ def test_data_dir_and_task_arg_files_are_fingerprinted_by_content(tmp_path):
     assert task_fingerprint(config, task)["data_dir"] != before["data_dir"]
 
 
-def test_a_file_is_hashed_once_and_remembered_by_path_size_and_mtime(tmp_path):
+def test_a_file_is_hashed_once_and_a_same_size_rewrite_with_its_mtime_restored_is_seen(tmp_path, monkeypatch):
     f = tmp_path / "w.bin"
     f.write_bytes(b"a" * 1000)
     first = fingerprint.hash_path(f)
+
+    class Unread:  # a memo hit reads nothing: hashing again must not even start
+        def __call__(self):
+            raise AssertionError("the file was read again")
+
+    with monkeypatch.context() as m:
+        m.setattr(fingerprint.hashlib, "sha256", Unread())
+        assert fingerprint.hash_path(f) == first
     st = f.stat()
-    f.write_bytes(b"b" * 1000)  # same size; restore the mtime: the memo answers without reading
+    time.sleep(0.01)
+    f.write_bytes(b"b" * 1000)  # same size, mtime restored (cp -p, tar, os.utime): the ctime still moves
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert fingerprint.hash_path(f) == first
-    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a real rewrite moves the mtime
-    assert fingerprint.hash_path(f) != first
+    assert f.stat().st_mtime_ns == st.st_mtime_ns and f.stat().st_size == st.st_size
+    second = fingerprint.hash_path(f)
+    assert second != first and second == fingerprint.hash_text("b" * 1000)
+    replacement = tmp_path / "other.bin"  # replaced by another file moved into place: a new inode
+    replacement.write_bytes(b"c" * 1000)
+    os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(replacement, f)
+    assert fingerprint.hash_path(f) == fingerprint.hash_text("c" * 1000)
     memo = json.loads(Path(os.environ["WINOEVAL_HASH_CACHE"]).read_text())
-    assert any(k.startswith(str(f.resolve())) for k in memo)
+    assert [k for k in memo if k.startswith(str(f.resolve()) + "\0")] == [
+        fingerprint.memo_key(f.resolve(), f.stat())]  # one entry per path: earlier versions are dropped
+
+
+def test_rehash_reads_every_file_again(tmp_path, monkeypatch):
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"a" * 10)
+    first = fingerprint.hash_path(f)
+    monkeypatch.setattr(fingerprint, "_fresh", set())  # a new process: nothing read yet
+    reads = []
+    real = fingerprint.hashlib.sha256
+    monkeypatch.setattr(fingerprint.hashlib, "sha256", lambda *a: reads.append(1) or real(*a))
+    assert fingerprint.hash_path(f) == first and reads == []  # remembered
+    monkeypatch.setenv("WINOEVAL_REHASH", "1")
+    assert fingerprint.hash_path(f) == first and len(reads) == 1  # read again
+    assert fingerprint.hash_path(f) == first and len(reads) == 1  # once per process, not once per call
 
 
 def test_results_record_fingerprints_and_the_run(tmp_path):
@@ -222,7 +253,7 @@ def test_every_builtin_denoiser_and_matcher_runs_in_bfloat16(tmp_path, one_torch
     }
     for name, model in models.items():
         texts = ["1", "2"] if name == "mnist-unet" else ["red", "blue"]
-        result = make_scorer(model, ScorerConfig(n_samples=(3,)), normalize=True).score("x", images, texts)
+        result = make_scorer(model, ScorerConfig(n_samples=(3,), normalize=True)).score("x", images, texts)
         assert torch.isfinite(result.scores).all(), name
         if name in ("mnist-unet", "sd"):
             assert model.dtype == torch.bfloat16, name
@@ -265,7 +296,7 @@ def test_skip_bad_rerun_reuses_every_scored_example(tmp_path):
 def test_a_run_where_every_example_is_skipped_writes_n_0(tmp_path, cli_env):
     config = RunConfig("green-breaks", "colors:0", scorer_args={"n_samples": (2,)}, limit=10, skip_bad=True,
                        output_path=str(tmp_path))
-    from winoeval.runner import markdown_table
+    from winoeval.report import markdown_table
 
     with Registered(GreenPlugin(), "green"):
         class OnlyGreen:
@@ -321,17 +352,22 @@ def test_a_second_identical_run_is_refused_with_the_first_ones_pid(tmp_path):
 
 
 def test_result_names_are_claimed_atomically(tmp_path):
-    config = RunConfig("analytic", "colors", log_samples=True)
-    outs = [RunOutput({"n": i}, [{"id": str(i)}]) for i in range(30)]
-    threads = [threading.Thread(target=write_outputs, args=(o, tmp_path, config)) for o in outs]
+    from winoeval.results import write_outputs
+
+    paths: dict[int, tuple] = {}
+
+    def write(i):
+        paths[i] = write_outputs({"n": i}, {"colors": [{"id": str(i)}]}, tmp_path, log_samples=True)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(30)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     results = sorted(tmp_path.glob("results_*.json"))
-    assert len(results) == 30 and len({o.results_path for o in outs}) == 30
-    for o in outs:  # each results file is its own run's, with its own samples file beside it
-        assert json.loads(o.results_path.read_text())["n"] == int(json.loads(o.samples_path.read_text())["id"])
+    assert len(results) == 30 and len({p[0] for p in paths.values()}) == 30
+    for i, (results_path, samples) in paths.items():  # each results file is its own run's, with its own samples
+        assert json.loads(results_path.read_text())["n"] == i == int(json.loads(samples["colors"].read_text())["id"])
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -375,7 +411,7 @@ def test_workers_exit_when_the_parent_dies(tmp_path, cli_env):
 
 @pytest.mark.parametrize("args, expected", [
     (["--device", "cuda:x"], "unknown --device 'cuda:x'"),
-    (["--model", "analytic:abc"], "analytic:SIGMA needs a number"),
+    (["--model", "analytic:abc"], "the argument is the noise sigma, a number, written analytic:sigma=S"),
     (["--model-arg", "checkpoint=missing.safetensors"], "no such file"),
     (["--model-arg", "checkpoint=NOTSAFE"], "not a safetensors file"),
     (["--task", "mnist:foo"], "unknown mnist subset 'foo'"),
@@ -586,7 +622,7 @@ def test_a_model_that_cannot_read_the_task_texts_stops_before_scoring(tmp_path):
 @pytest.mark.parametrize("task", ["colors:abc", "toy-winoground:-1"])
 def test_bad_synthetic_task_arguments_are_usage_errors(tmp_path, cli_env, task):
     res = _winoeval(["run", "-m", "analytic", "-t", task, "-o", str(tmp_path / "o")], cli_env)
-    assert res.returncode == 2 and "noise level after ':'" in res.stderr and "report it" not in res.stderr
+    assert res.returncode == 2 and "noise sigma" in res.stderr and "report it" not in res.stderr
 
 
 def test_data_dir_and_output_path_mistakes_name_the_option(tmp_path, cli_env):

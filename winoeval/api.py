@@ -17,6 +17,12 @@ randomness): scores are reproducible from (seed, example id), and a resumed run 
 
 **Ties.** Scores are compared strictly (``>``): a tie counts as wrong, for Winoground text, image
 and group scores and for classification (a tie for the best score is an error).
+
+**Values.** Every tensor a plugin returns is checked in one place (``winoeval.scoring.result``): the
+documented shape, and finite values — NaN, +inf and −inf are never legal (a matcher's −inf is not a
+pruned candidate: only the scorer prunes). A value that breaks this is a ``BadExampleError`` naming the
+example and the pair; ``--skip-bad`` skips and counts such examples. ``encode_texts`` output is opaque
+to the scorer: only its number of rows is checked.
 """
 
 from __future__ import annotations
@@ -30,15 +36,28 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @runtime_checkable
 class Denoiser(Protocol):
-    """A conditional ε-prediction model; the core scorer turns it into an image–text matcher.
+    """A conditional denoiser (ε-, v- or flow-prediction); the core scorer turns it into an image–text matcher.
 
-    ``kind`` is ``"denoiser"``. Timesteps are integer indices 0 … T−1 into ``alphas_cumprod``.
+    ``kind`` is ``"denoiser"``. Timesteps are integer indices 0 … T−1 into the model's noise grid.
+
+    Objective (optional attribute ``objective``, see :mod:`winoeval.scoring.objectives`): what
+    ``predict_noise`` returns, and so how the scorer noises and what it compares with.
+
+    - ``"epsilon"`` (the default when absent): x_t = √ᾱ_t·z0 + √(1−ᾱ_t)·ε, target ε; the grid is
+      ``alphas_cumprod``. A v-predicting network may convert its output to ε itself and stay here
+      (the ``sd`` plugin does, as the original implementation compares ε's).
+    - ``"v_prediction"``: the same x_t, target v = √ᾱ_t·ε − √(1−ᾱ_t)·z0.
+    - ``"flow"`` (rectified flow: SD 3, Flux): x_σ = (1−σ_t)·z0 + σ_t·ε, target the velocity ε − z0;
+      the grid is ``sigmas`` (T,), σ of training timestep t with the scheduler's shift applied,
+      rising with t in (0, 1]; a flow model needs no ``alphas_cumprod``, and the scorer never
+      reads it for one.
 
     Devices and dtypes: what the scorer does with each method's output.
 
     - ``encode_images`` may return latents on any device and in any float dtype: the scorer
       converts them to float32 on the CPU, draws ε there in float32 and computes
-      x_t = √ᾱ_t·z0 + √(1−ᾱ_t)·ε in float32 (ᾱ from ``alphas_cumprod`` in float64).
+      x_t = √ᾱ_t·z0 + √(1−ᾱ_t)·ε in float32 (ᾱ from ``alphas_cumprod`` in float64; for flow
+      x_σ = (1−σ)·z0 + σ·ε, σ from ``sigmas`` in float64), and the objective's target beside it.
     - x_t is then cast to ``dtype`` and moved to ``device``; t (B,) long and the condition rows
       (``encode_texts`` output, dtype unchanged) are moved to ``device``; ``predict_noise`` runs
       under ``torch.inference_mode()``.
@@ -51,6 +70,8 @@ class Denoiser(Protocol):
 
     kind: str
     alphas_cumprod: "torch.Tensor"  # (T,) float, strictly decreasing, in (0, 1]; read once (CPU float64)
+    # optional: objective = "epsilon" | "v_prediction" | "flow"; a flow model has sigmas (T,) instead of
+    # alphas_cumprod: strictly increasing, in (0, 1]
     device: "torch.device"  # where predict_noise's inputs are sent
     dtype: "torch.dtype"  # the dtype x_t is cast to before predict_noise
 
@@ -69,9 +90,10 @@ class Denoiser(Protocol):
         normalising. Row i must not depend on the other texts of the call."""
 
     def predict_noise(self, x_t: "torch.Tensor", t: "torch.Tensor", cond: "torch.Tensor") -> "torch.Tensor":
-        """ε_θ(x_t, t, cond) for a batch: x_t (B, C, H, W) in ``dtype`` on ``device``, t (B,) long,
-        cond (B, ...) rows of ``encode_texts`` output. Returns ε̂ with x_t's shape, on ``device``, any
-        float dtype; finite for every t. The rows may come from several examples, texts and t."""
+        """The model's prediction for a batch — ε̂ (``epsilon``), v̂ (``v_prediction``) or the velocity
+        v̂ ≈ ε − z0 (``flow``): x_t (B, C, H, W) in ``dtype`` on ``device``, t (B,) long grid indices,
+        cond (B, ...) rows of ``encode_texts`` output. Returns a tensor of x_t's shape, on ``device``,
+        any float dtype; finite for every t. The rows may come from several examples, texts and t."""
 
 
 @runtime_checkable
@@ -100,9 +122,9 @@ class Example:
     - ``id``: a non-empty string, unique within the task and stable across runs: the noise of an
       example is derived from (seed, id), and the resume cache is keyed by it.
     - ``images``: a list, or a zero-argument callable returning one (decode lazily; the runner
-      calls it inside a guard, so an unreadable image — OSError/ValueError — becomes an error naming
-      the example, or a counted skip with ``--skip-bad``). Iterating the task twice must give the
-      same images.
+      calls it inside a guard, so an unreadable image — any exception of the loader — becomes an
+      error naming the example, or a counted skip with ``--skip-bad``). Iterating the task twice must
+      give the same images.
     - ``texts``: non-empty strings (``""`` is reserved for the unconditional condition).
     - ``metric="winoground"``: exactly 2 images and 2 texts, image i matches text i, ``label=None``.
       Scores s[i][j] = s(text j, image i); text score: s[0][0] > s[0][1] and s[1][1] > s[1][0];
@@ -110,6 +132,9 @@ class Example:
     - ``metric="classification"``: one image (the runner scores row 0), ``label`` is the index of
       the true text in ``texts``, and ``texts`` equals ``TaskData.texts``. A tie for the best score
       counts as wrong.
+    - ``metric="choice"``: one image, its own K ≥ 2 candidate texts (K may differ between examples; the
+      runner scores row 0), ``label`` the index of the true text. A tie for the best score counts as
+      wrong. The diffusion scorer shares one (t, ε) across the K texts, as for classification.
     - ``meta``: a dict of JSON values (what ``TaskData.breakdowns`` breaks results down by: tags
       and so on); copied into each line of the samples JSONL.
     """
@@ -129,7 +154,7 @@ class TaskData:
       (``"winoground"`` for ``winoground:relation``). Results are keyed by the task string given on
       the command line (``config.task``); ``name`` is recorded beside it as ``task.dataset`` in the
       results file.
-    - ``metric``: ``"winoground"`` or ``"classification"`` (see :class:`Example` for each contract).
+    - ``metric``: ``"winoground"``, ``"classification"`` or ``"choice"`` (see :class:`Example` for each contract).
       Winoground tasks are scored with the unconditional normalisation by default (for denoisers;
       ``defaults={"normalize": False}`` or ``--no-normalize`` turn it off); classification tasks without.
     - ``examples``: a zero-argument callable returning an iterator of :class:`Example`; called once
@@ -140,10 +165,12 @@ class TaskData:
       ``to_keep``, ``loss``, ``timesteps``, …) or ``normalize``; flags the user sets override them.
     - ``breakdowns``: the ``meta`` keys the metrics are broken down by (list values count in each group).
     - ``fingerprint``: what the examples are made of (e.g. a hash of the data), for the cache key.
+    - ``macro`` (``metric="choice"``): ``{meta key: {"exclude": [...], "min_count": n}}`` adds the mean of
+      the per-group accuracies over that key (ARO's macro accuracy) as ``macro_accuracy`` in the results.
     """
 
     name: str
-    metric: str  # "winoground" | "classification"
+    metric: str  # "winoground" | "classification" | "choice"
     examples: Callable[[], Iterator[Example]]
     size: int
     texts: list[str] | None = None  # the shared candidate texts of a classification task
@@ -151,3 +178,4 @@ class TaskData:
     defaults: dict[str, Any] = field(default_factory=dict)  # scorer presets, e.g. stages, loss
     breakdowns: list[str] = field(default_factory=list)  # meta keys the metrics break results down by
     fingerprint: str | None = None  # what the examples are made of (e.g. a hash of the data); keys the cache
+    macro: dict[str, dict[str, Any]] = field(default_factory=dict)  # choice: macro accuracy over a meta key

@@ -5,6 +5,11 @@ probability anyone should trust. ``calibrate`` fits the temperature τ on a seed
 (minimising the negative log-likelihood over log τ) and reports, on the other part, the expected
 calibration error (equal-width confidence bins) and the NLL before (τ = 1) and after.
 
+The fit is presented only when it can be trusted (``status == "fitted"``): each part holds at least
+:data:`MIN_PART` examples, the fitting part is not separable (τ would run to 0), and the fitted τ does not
+worsen the held-out NLL. Otherwise ``status`` says why, ``tau`` is None (keep τ = 1) and ``tau_fit`` holds
+what the optimiser found, for the record.
+
 Pruned candidates (null scores in the samples file) count as −inf: probability 0 under every τ.
 An example whose true class was pruned has p(true) = 0 whatever τ is: it is left out of the fit and
 of the NLL (and counted); it still counts in the ECE, where only the confidence matters.
@@ -20,11 +25,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+from .errors import CalibrationError  # noqa: F401  (public here too)
+
 N_BINS = 15
-
-
-class CalibrationError(ValueError):
-    """A run that cannot be calibrated (not classification, too few examples, ...)."""
+# The least data a fit is presented on: this many examples in each part. A fit also needs misclassified
+# examples in its part (otherwise the NLL falls for ever as τ → 0): at 98 % accuracy that takes ~50 fitting
+# examples for one error on average, and a stable τ several errors, so a few hundred examples in all.
+MIN_PART = 20
 
 
 def score_matrix(records: Sequence[dict]):
@@ -41,8 +48,17 @@ def score_matrix(records: Sequence[dict]):
         if len(scores) != 1:
             raise CalibrationError(f"example {r.get('id')!r} has {len(scores)} images: calibration needs a "
                                    f"classification run (one image, K candidate texts)")
-        rows.append([-math.inf if v is None else float(v) for v in scores[0]])
-        labels.append(int(r["label"]))
+        row = [-math.inf if v is None else float(v) for v in scores[0]]
+        label = r["label"]
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(row):
+            raise CalibrationError(f"example {r.get('id')!r} has label {label!r}, not a class index in "
+                                   f"0..{len(row) - 1} "
+                                   f"(its {len(row)} candidate texts); fix the task's data and rerun it")
+        if any(math.isnan(v) or v == math.inf for v in row):
+            raise CalibrationError(f"example {r.get('id')!r} has a NaN or +inf score; rerun it (the runner refuses "
+                                   f"non-finite scores)")
+        rows.append(row)
+        labels.append(label)
     if not rows:
         return np.zeros((0, 0)), np.zeros(0, dtype=int)
     widths = {len(r) for r in rows}
@@ -172,7 +188,7 @@ def split_indices(n: int, fit_fraction: float = 0.5, seed: int = 0):
 class CalibrationReport:
     """What ``calibrate`` found. NLL values leave out the examples whose true class was pruned."""
 
-    tau: float
+    tau: float  # the temperature to use: the fit when status == "fitted", else NaN (keep τ = 1)
     at_bound: bool
     n_fit: int
     n_eval: int
@@ -189,6 +205,8 @@ class CalibrationReport:
     true_pruned_eval: int = 0
     single_candidate: int = 0  # examples with one unpruned candidate: p = 1 under any τ
     notes: list[str] = field(default_factory=list)
+    status: str = "fitted"  # or "not fitted" (too little data, separable, nothing to fit) or "rejected"
+    tau_fit: float = float("nan")  # what the optimiser found, whether or not it is presented
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: NaN (nothing to report) becomes None."""
@@ -200,6 +218,8 @@ def calibrate(records: Sequence[dict], fit_fraction: float = 0.5, seed: int = 0,
     """Fit τ on a seeded ``fit_fraction`` of the records; ECE and NLL before/after on the rest."""
     import numpy as np
 
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise CalibrationError(f"--bins must be a whole number of bins, at least 1, got {n_bins!r}")
     scores, labels = score_matrix(records)
     fit_idx, eval_idx = split_indices(len(labels), fit_fraction, seed)
     finite = np.isfinite(scores)
@@ -235,7 +255,7 @@ def calibrate(records: Sequence[dict], fit_fraction: float = 0.5, seed: int = 0,
                      f"fit and of the NLL, kept in the ECE")
     nan = float("nan")
     fitted = math.isfinite(tau)
-    return CalibrationReport(
+    report = CalibrationReport(
         tau=tau, at_bound=at_bound, n_fit=len(fit_idx), n_eval=len(eval_idx), n_bins=n_bins, seed=seed,
         accuracy_eval=float(np.mean(unique & (pred == labels[eval_idx]))),
         ece_before=ece_of(scores[eval_idx], labels[eval_idx], 1.0, n_bins),
@@ -245,4 +265,29 @@ def calibrate(records: Sequence[dict], fit_fraction: float = 0.5, seed: int = 0,
         nll_fit_before=nll(scores[fit_ok], labels[fit_ok], 1.0),
         nll_fit_after=nll(scores[fit_ok], labels[fit_ok], tau) if fitted else nan,
         true_pruned_fit=int(len(fit_idx) - len(fit_ok)), true_pruned_eval=int(len(eval_idx) - len(eval_ok)),
-        single_candidate=single, notes=notes)
+        single_candidate=single, notes=notes, tau_fit=tau)
+    return _judge(report)
+
+
+def _judge(r: CalibrationReport) -> CalibrationReport:
+    """Present the fit only when it can be trusted; otherwise say why as the result (τ = 1 is kept)."""
+    reasons = []
+    if min(r.n_fit, r.n_eval) < MIN_PART:
+        reasons.append(f"too few examples: {r.n_fit} to fit on and {r.n_eval} held out, at least {MIN_PART} "
+                       f"each are needed (and misclassified examples among the fitting ones)")
+    if not math.isfinite(r.tau_fit):
+        reasons.append("nothing to fit on")
+    elif r.at_bound:
+        reasons.append(f"the fitting part is (nearly) separable, so τ runs to the edge of the search "
+                       f"(τ = {r.tau_fit:.3g}): it needs misclassified examples to fit on")
+    worse = math.isfinite(r.nll_after) and math.isfinite(r.nll_before) and r.nll_after > r.nll_before
+    if worse:
+        reasons.append(f"τ = {r.tau_fit:.3g} worsens the held-out NLL ({r.nll_before:.3f} → {r.nll_after:.3f}) "
+                       f"and ECE {r.ece_before:.3f} → {r.ece_after:.3f}")
+    if not reasons:
+        return r
+    r.status = "rejected" if worse and len(reasons) == 1 else "not fitted"
+    r.notes.insert(0, f"no temperature presented ({'; '.join(reasons)}): keep τ = 1, or calibrate on more "
+                      f"examples (a few hundred, with errors among them)")
+    r.tau = r.ece_after = r.nll_after = r.nll_fit_after = float("nan")
+    return r

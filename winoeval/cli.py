@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from .verbosity import options as verbosity_options
+
 
 def _ints(value: str | None, option: str) -> tuple[int, ...] | None:
     if value is None:
@@ -16,21 +18,43 @@ def _ints(value: str | None, option: str) -> tuple[int, ...] | None:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint=option) from None
 
 
-def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
-        out[key] = value
-    return out
+from .options import FINITE_FLOAT, key_values as _key_values  # noqa: E402  (KEY=VALUE options: empty values and repeats refused)
+
+
+def as_click_error(exc: BaseException) -> click.ClickException | None:
+    """The one place that turns winoeval's errors into exit statuses: a usage error (bad input) exits 2
+    with the command's usage line, a user error (hub, data, an example; a missing file) exits 1. None
+    for anything else (the last-resort guard in :func:`main` reports it)."""
+    from .errors import UsageError, WinoevalError
+
+    if isinstance(exc, UsageError):
+        return click.UsageError(str(exc))
+    if isinstance(exc, (WinoevalError, FileNotFoundError)):
+        return click.ClickException(str(exc))
+    return None
+
+
+class WinoevalCommand(click.Command):
+    """A command whose winoeval errors become click's (see :func:`as_click_error`)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            mapped = as_click_error(exc)
+            if mapped is None:
+                raise
+            if isinstance(mapped, click.UsageError):
+                mapped.ctx = ctx
+            raise mapped from None
 
 
 class LazyGroup(click.Group):
     """A group whose bigger commands live in their own modules and are imported only when used."""
 
     lazy = {"compare": "winoeval.compare:compare_command", "calibrate": "winoeval.compare:calibrate_command",
-            "check-plugin": "winoeval.testing.check:check_plugin_command"}
+            "check-plugin": "winoeval.testing.check:check_plugin_command",
+            "rescore": "winoeval.rescore:rescore_command"}
 
     def list_commands(self, ctx):
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -61,11 +85,15 @@ def cli() -> None:
     baselines, Winoground."""
 
 
+cli.command_class = WinoevalCommand
+
+
 @cli.command()
 @click.option("--model", "-m", required=True, help="Model name, e.g. sd2, openclip, mnist-unet, sd:DIR.")
 @click.option("--task", "-t", "tasks", required=True, multiple=True,
               help="Task name, e.g. winoground, winoground:relation, mnist; several: -t a -t b or -t a,b "
-                   "(one model load, one results file).")
+                   "(one model load, one results file); a group: compositional, zeroshot or @FILE (task names, "
+                   "one per line).")
 @click.option("--n-samples", help="Monte-Carlo (t, ε) draws per image–text pair (not examples); a comma list gives "
                                   "pruning stages, e.g. 25,250. [default: 20, or the task's preset]")
 @click.option("--to-keep", help="Candidates kept after each pruning stage, strictly decreasing, e.g. 5,1. "
@@ -80,7 +108,8 @@ def cli() -> None:
               help="(t, ε) per example from (seed, id), or one shared plan for every example (the original "
                    "protocol's single noise tensor). [default: per-example]")
 @click.option("--timesteps", type=click.Choice(["even", "uniform", "stratified"]),
-              help="Timestep design. [default: even]")
+              help="Timestep design over the model's training grid (ᾱ_t; for flow models σ_t, shift included: "
+                   "even = evenly spaced t, see winoeval/scoring/objectives.py). [default: even]")
 @click.option("--loss", type=click.Choice(["l2", "l1", "huber"]), help="Per-sample loss. [default: l2, or the "
                                                                        "task's preset]")
 @click.option("--normalize/--no-normalize", default=None,
@@ -103,16 +132,26 @@ def cli() -> None:
 @click.option("--output-path", "-o", default="winoeval-out", show_default=True, type=click.Path(),
               help="Directory for results, per-example logs and the resume cache.")
 @click.option("--log-samples", is_flag=True, help="Also write a JSONL line per example.")
-@click.option("--skip-bad", is_flag=True, help="Skip (and count) unreadable or non-finite examples instead of stopping.")
+@click.option("--log-errors", is_flag=True, help="Also keep every per-(t, ε) error in errors_<stamp>.jsonl, for "
+                                                 "`winoeval rescore` (diffusion models).")
+@click.option("--skip-bad", is_flag=True,
+              help="Skip (and count) unreadable or non-finite examples instead of stopping.")
 @click.option("--model-arg", multiple=True, metavar="KEY=VALUE", help="Extra model option (repeatable).")
 @click.option("--task-arg", multiple=True, metavar="KEY=VALUE",
               help="Extra task option (repeatable), e.g. templates=FILE for zero-shot tasks.")
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Shard the examples over N local processes, then gather one results file.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@verbosity_options
+@click.option("--rehash", is_flag=True, help="Read every weight and data file again to fingerprint it, ignoring "
+                                             "the remembered hashes (same as WINOEVAL_REHASH=1).")
+@click.option("--max-pixels", type=click.IntRange(min=0),
+              help="Refuse images larger than this many pixels (width × height) before decoding them, as bad "
+                   "examples (--skip-bad skips them); 0: no limit. [default: 89478485, PIL's]")
 @click.pass_context
-def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_variance, noise, timesteps, loss, normalize, batch_size, compile_, device, dtype, seed, limit,
-        data_dir, output_path, log_samples, skip_bad, model_arg, task_arg, num_processes, quiet) -> None:
+def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_variance, noise, timesteps, loss,
+        normalize, batch_size, compile_, device, dtype, seed, limit,
+        data_dir, output_path, log_samples, log_errors, skip_bad, model_arg, task_arg, num_processes, quiet, rehash,
+        max_pixels) -> None:
     """Evaluate MODEL on one or more tasks; print a markdown table and write
     OUTPUT/<model>/results_<timestamp>.json.
 
@@ -120,134 +159,77 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
     `accelerate launch -m winoeval run ...` (one process per GPU; rank 0 writes the results)."""
     import dataclasses
 
-    from .config import ConfigError, RunConfig
-    from .registry import UnknownNameError
-    from .runner import BadExampleError, markdown_table, prepare, run_tasks
+    from . import distributed
+    from .config import RunConfig
+    from .report import markdown_table
+    from .runner import prepare, remove_if_empty, run_tasks
 
-    task_names = [t.strip() for value in tasks for t in value.split(",") if t.strip()]
+    from .options import set_run_env, split_tasks
+
+    set_run_env(rehash=rehash, max_pixels=max_pixels)  # read by winoeval.fingerprint / winoeval.localdata
+
+    task_names = split_tasks(tasks)  # a task given twice (blanks ignored) is refused before computing
     if not task_names:
         raise click.UsageError("give a task with --task/-t")
-    if len(set(task_names)) != len(task_names):
-        raise click.UsageError(f"a task is given twice in --task ({', '.join(task_names)})")
+    from .groups import expand
+
+    # task groups (compositional, zeroshot, @suite.txt) → their tasks, each with its --data-dir folder
+    task_names, task_groups, group_dirs = expand(task_names, data_dir)
 
     scorer_args = {"n_samples": _ints(n_samples, "--n-samples"), "to_keep": _ints(to_keep, "--to-keep"),
                    "early_stop": early_stop, "confidence": confidence, "variance": early_variance, "noise": noise,
                    "timesteps": timesteps, "loss": loss, "normalize": normalize, "batch_size": batch_size,
-                   "compile": compile_,
-                   "seed": seed}
+                   "compile": compile_, "seed": seed}
     if not early_stop:
         scorer_args.pop("confidence")  # only early stopping reads it (warned about below)
         scorer_args.pop("variance")
     scorer_args = {k: v for k, v in scorer_args.items() if v is not None}
+    config = RunConfig(model=model, task=task_names[0], scorer_args=scorer_args, device=device, dtype=dtype,
+                       limit=limit, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
+                       log_errors=log_errors,
+                       skip_bad=skip_bad, model_args=_key_values(model_arg, "--model-arg"),
+                       task_args=_key_values(task_arg, "--task-arg"))
+    prepared = []
     try:
-        config = RunConfig(model=model, task=task_names[0], scorer_args=scorer_args, device=device, dtype=dtype,
-                           limit=limit, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
-                           skip_bad=skip_bad, model_args=_key_values(model_arg, "--model-arg"),
-                           task_args=_key_values(task_arg, "--task-arg"))
-        prepared = [prepare(dataclasses.replace(config, task=t)) for t in task_names]
-    except (ConfigError, UnknownNameError) as exc:
-        raise click.UsageError(str(exc)) from None
-    if confidence is not None and not early_stop:
-        click.echo("warning: --confidence only applies with --early-stop; it is ignored", err=True)
-    if early_variance is not None and not early_stop:
-        click.echo("warning: --early-variance only applies with --early-stop; it is ignored", err=True)
-    _exit_with_parent()
-    if quiet:
-        import os
+        from .verbosity import status
 
-        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # read when datasets is imported
-    try:
+        with status("preparing the run (settings, device, tasks, output folder)"):
+            for name in task_names:
+                task_config = dataclasses.replace(config, task=name, data_dir=group_dirs.get(name, data_dir))
+                prepared.append(prepare(task_config))
+        if confidence is not None and not early_stop:
+            click.echo("warning: --confidence only applies with --early-stop; it is ignored", err=True)
+        if early_variance is not None and not early_stop:
+            click.echo("warning: --early-variance only applies with --early-stop; it is ignored", err=True)
+        distributed.exit_with_parent()
+        if quiet:
+            import os
+
+            os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # read when datasets is imported
         import time
 
         workers_since = time.time() if num_processes > 1 else None
         if num_processes > 1:
-            _run_workers(ctx, num_processes, quiet)
+            distributed.run_workers(distributed.argv_from_params(ctx.command, ctx.params, {"num_processes", "quiet"}),
+                                    num_processes)
         out = run_tasks(config, task_names, progress=not quiet and num_processes == 1, prepared=prepared,
-                        workers_since=workers_since)
-    except BaseException as exc:
-        from .runner import remove_if_empty
-
+                        workers_since=workers_since, groups=task_groups)
+    except BaseException:
         for prep in prepared:
-            remove_if_empty(prep)  # a failed run leaves no empty output folder behind
-        if isinstance(exc, (ConfigError, UnknownNameError)):
-            raise click.UsageError(str(exc)) from None
-        if isinstance(exc, BadExampleError) or _is_user_error(exc):
-            raise click.ClickException(str(exc)) from None
+            remove_if_empty(prep)  # a failed run leaves no empty output folder behind (and no other's)
         raise
     if not out.results:  # a worker process: its shard is cached, the parent or rank 0 gathers
         click.echo(f"shard done: {out.computed} computed, {out.reused} reused ({out.cache_path})", err=True)
         return
     click.echo(markdown_table(out.results))
     samples = "".join(f"\nsamples: {p}" for p in out.samples_paths.values())
+    samples += "".join(f"\nper-timestep errors: {p}" for p in out.errors_paths)
     click.echo(f"\nresults: {out.results_path}{samples}"
                + f"\n({out.computed} example(s) computed, {out.reused} reused; resume cache "
                  f"{out.cache_path.parent if out.cache_path else '-'})", err=True)
+    from .verbosity import exit_now
 
-
-def _is_user_error(exc: BaseException) -> bool:
-    """Errors that carry a complete, user-facing message (hub access, missing weight files)."""
-    from .hub import HubUnavailableError
-
-    return isinstance(exc, (HubUnavailableError, FileNotFoundError, click.ClickException))
-
-
-def _argv_from_params(ctx: click.Context, drop: set[str]) -> list[str]:
-    """The command line that reproduces this invocation's parameters (for worker processes)."""
-    argv: list[str] = []
-    for param in ctx.command.params:
-        if not isinstance(param, click.Option) or param.name in drop:
-            continue
-        value = ctx.params.get(param.name)
-        if value is None or value == () or (param.is_flag and not param.secondary_opts and not value):
-            continue
-        if param.is_flag and param.secondary_opts:  # --normalize/--no-normalize
-            argv.append(param.opts[0] if value else param.secondary_opts[0])
-        elif param.is_flag:
-            argv.append(param.opts[0])
-        elif param.multiple:
-            for item in value:
-                argv += [param.opts[0], str(item)]
-        else:
-            argv += [param.opts[0], str(value)]
-    return argv
-
-
-def _exit_with_parent() -> None:
-    """In a worker of ``--num-processes``: exit as soon as the parent is gone (killed, crashed), so no
-    orphan keeps computing; what it finished is in the cache."""
-    import os
-    import threading
-    import time
-
-    parent = os.environ.get("WINOEVAL_PARENT_PID")
-    if not parent or not os.environ.get("WINOEVAL_SHARD"):
-        return
-
-    def watch() -> None:
-        while os.getppid() == int(parent):
-            time.sleep(0.5)
-        os._exit(3)
-
-    threading.Thread(target=watch, name="winoeval-parent-watch", daemon=True).start()
-
-
-def _run_workers(ctx: click.Context, n: int, quiet: bool) -> None:
-    """Start n `winoeval run` workers, each on every n-th example; they share the resume cache."""
-    import os
-    import subprocess
-
-    argv = [sys.executable, "-m", "winoeval", "run", *_argv_from_params(ctx, {"num_processes", "quiet"}), "--quiet"]
-    threads = max(1, (os.cpu_count() or 1) // n)
-    procs = []
-    for rank in range(n):
-        env = dict(os.environ, WINOEVAL_SHARD=f"{rank}/{n}", OMP_NUM_THREADS=str(threads),
-                   WINOEVAL_PARENT_PID=str(os.getpid()))
-        procs.append(subprocess.Popen(argv, env=env))
-    codes = [p.wait() for p in procs]
-    failed = [f"process {rank} (exit code {code})" for rank, code in enumerate(codes) if code != 0]
-    if failed:
-        raise click.ClickException(f"{', '.join(failed)} failed; what finished is cached: rerun the same command "
-                                   f"to finish the rest")
+    exit_now(0)  # the files are written and closed: skip the libraries' slow teardown
 
 
 def _option_lines(entry, flag: str, indent: str) -> list[str]:
@@ -279,16 +261,23 @@ def list_(show_options) -> None:
     """Models and tasks, with the plugin that provides each."""
     from . import registry
 
-    for title, entries, flag in (("Models", registry.models(), "--model-arg"), ("Tasks", registry.tasks(), "--task-arg")):
+    for title, entries, flag in (("Models", registry.models(), "--model-arg"),
+                                 ("Tasks", registry.tasks(), "--task-arg")):
         click.echo(f"{title}:")
         width = max((len(n) for n in entries), default=0)
         for name, entry in sorted(entries.items()):
             shown = f"{name}:…" if entry.takes_argument else name
-            click.echo(f"  {shown:<{width + 2}}  {entry.description}  [{entry.plugin}]{_weights_mark(entry)}")
+            licence = f"  · licence: {entry.extras['licence']}" if entry.extras.get("licence") else ""
+            click.echo(f"  {shown:<{width + 2}}  {entry.description}  [{entry.plugin}]{_weights_mark(entry)}{licence}")
             if show_options:
                 for line in _option_lines(entry, flag, "      "):
                     click.echo(line)
         click.echo()
+    from .groups import builtin_groups
+
+    click.echo("Task groups (--task GROUP, or --task @FILE for your own):")
+    for group, members in builtin_groups().items():
+        click.echo(f"  {group}: {', '.join(members)}")
 
 
 @cli.command()
@@ -310,12 +299,30 @@ def info(name) -> None:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise click.UsageError(f"no model or task is called {name!r}{hint} (`winoeval list` shows them all)")
-    for kind, entry, flag in found:
-        click.echo(f"{entry.name}{':ARGUMENT' if entry.takes_argument else ''}  ({kind}, plugin {entry.plugin})")
+    for n, (kind, entry, flag) in enumerate(found):
+        click.echo(("\n" if n else "")
+                   + f"{entry.name}{':ARGUMENT' if entry.takes_argument else ''}  ({kind}, plugin {entry.plugin})")
         if entry.description:
             click.echo(f"  {entry.description}")
+        for key in ("licence", "citation", "source", "group"):
+            if entry.extras.get(key):
+                click.echo(f"  {key}: {entry.extras[key]}")
         for line in _option_lines(entry, flag, "  "):
             click.echo(line)
+        about = _about(entry)
+        if about:
+            click.echo(f"\n  About (from {about[0]}):")
+            for line in about[1].splitlines():
+                click.echo(f"    {line}".rstrip())
+
+
+def _about(entry) -> tuple[str, str] | None:
+    """The documentation of the module that defines a plugin's loader (its full description), or None."""
+    import inspect
+
+    module = inspect.getmodule(getattr(entry.loader, "__wrapped__", entry.loader))
+    doc = inspect.getdoc(module) if module is not None else None
+    return (module.__name__, doc.strip()) if doc and doc.strip() else None
 
 
 @cli.command()
@@ -367,33 +374,34 @@ def train() -> None:
 @cli.command()
 @click.option("--model", "-m", required=True, help="A model whose plugin can sample (e.g. mnist-unet).")
 @click.option("--label", "--prompt", "label", required=True, help="The text/class (or prompt) to condition on.")
-@click.option("--guidance", default=2.0, show_default=True, type=float, help="Classifier-free guidance weight w.")
+@click.option("--guidance", default=2.0, show_default=True, type=FINITE_FLOAT,
+              help="Classifier-free guidance weight w.")
 @click.option("--n", "n", default=16, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG grid to write.")
-def sample(model, label, guidance, n, seed, device, out) -> None:
+@verbosity_options
+def sample(model, label, guidance, n, seed, device, out, quiet) -> None:
     """Draw class-conditional samples with classifier-free guidance, as a PNG grid."""
-    from . import registry
-    from .config import ConfigError, RunConfig
-
     import os
     from pathlib import Path
 
+    from . import registry
+    from .config import RunConfig, check_device
+
     folder = Path(out).expanduser().resolve().parent  # checked before minutes of sampling, not after
     if not folder.is_dir():
-        raise click.UsageError(f"--out {out}: the folder {str(folder)!r} does not exist; create it or pick another path")
+        raise click.UsageError(f"--out {out}: the folder {str(folder)!r} does not exist; "
+                               f"create it or pick another path")
     if not os.access(folder, os.W_OK):
         raise click.UsageError(f"--out {out}: the folder {str(folder)!r} is not writable")
-    try:
-        from .runner import check_device
+    entry, arg = registry.resolve("model", model)
+    config = RunConfig(model=model, task="-", device=device)
+    check_device(device)
+    from .verbosity import status
 
-        entry, arg = registry.resolve("model", model)
-        config = RunConfig(model=model, task="-", device=device)
-        check_device(device)
+    with status(f"loading model {model}", f"model {model} loaded"):
         loaded = entry.loader(arg, config)
-    except (ConfigError, registry.UnknownNameError) as exc:
-        raise click.UsageError(str(exc)) from None
     if not hasattr(loaded, "sample"):
         raise click.UsageError(f"model {model!r} cannot sample (its plugin has no sample())")
     if hasattr(loaded, "encode_texts"):
@@ -403,10 +411,16 @@ def sample(model, label, guidance, n, seed, device, out) -> None:
             raise click.UsageError(f"--label {label!r}: {exc}") from None
     from .sampling import accepts, make_grid, sample_title
 
-    extra = {"progress": True} if accepts(loaded.sample, "progress") else {}  # a tqdm bar over the steps
-    images = loaded.sample(label=label, n=n, guidance=guidance, seed=seed, **extra)
-    make_grid(images, sample_title(model, label, guidance, seed, len(images))).save(out)
-    click.echo(f"wrote {len(images)} samples of {label!r} to {out}")
+    from .verbosity import exit_now, status
+
+    extra = {"progress": not quiet} if accepts(loaded.sample, "progress") else {}  # a tqdm bar over the steps
+    with status(f"sampling {n} of {label!r} at guidance {guidance:g}", "sampled"):
+        images = loaded.sample(label=label, n=n, guidance=guidance, seed=seed, **extra)
+    # a plugin may draw its n samples into one figure (toy2d's scatter plots): the title counts samples
+    make_grid(images, sample_title(model, label, guidance, seed, n)).save(out)
+    shown = f"{n} samples" if len(images) == n else f"{n} samples in {len(images)} figure(s)"
+    click.echo(f"wrote {shown} of {label!r} to {out}")
+    exit_now(0)
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -421,11 +435,18 @@ def main() -> None:
     # jobs (measured here: 35x slower U-Net batches next to a training job). Set it to override.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     warnings.formatwarning = _one_line_warning
+    from .verbosity import enable_fast_exit
+
+    enable_fast_exit()
     try:
         cli(prog_name="winoeval")
     except Exception as exc:  # the last resort: no path dumps a traceback on a user
         if os.environ.get("WINOEVAL_DEBUG", "") not in ("", "0"):
             raise
+        mapped = as_click_error(exc)  # a winoeval error raised outside a winoeval command (a lazy one)
+        if mapped is not None:
+            mapped.show()
+            sys.exit(mapped.exit_code)
         message = " ".join(str(exc).split()) or "(no message)"
         click.echo(f"Error: {type(exc).__name__}: {message}\n(an unexpected error; set WINOEVAL_DEBUG=1 for the "
                    f"traceback, and please report it)", err=True)

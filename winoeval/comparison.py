@@ -25,6 +25,8 @@ from .results import BINARY, CLASSIFICATION_METRICS, WINOGROUND_METRICS, Run, Sh
 
 
 def metric_names(metric: str) -> tuple[str, ...]:
+    if metric == "choice":  # K captions of each image's own: no classes, so no mean per-class accuracy
+        return CLASSIFICATION_METRICS[:1]
     return WINOGROUND_METRICS if metric == "winoground" else CLASSIFICATION_METRICS
 
 
@@ -155,18 +157,69 @@ def pair_stats(a_run: Run, b_run: Run, ids: Sequence[str], metric: str, n_boot: 
 
 def subsets(runs: Sequence[Run], ids: Sequence[str]) -> list[tuple[str, list[str]]]:
     """("all", ids) then ("key=value", ids) for every breakdown tag the runs' results break down by
-    (including a tag that every example has: :func:`build_comparison` leaves those out)."""
+    (including a tag that every example has: :func:`build_comparison` leaves those out). The values
+    of a key come in the task's own order (first appearance in the task's example order, which ``ids``
+    follows), not alphabetically."""
     from .metrics import _groups
 
     first = runs[0]
     keys: list[str] = []
     for run in runs:
         keys += [k for k in run.breakdowns if k not in keys]
+    # the results file keeps its breakdowns in sorted order: Winoground's own breakdown first, then the rest
+    # (a results file that records the task's order, as task.breakdowns, is followed exactly)
+    declared = first.results.get("task", {}).get("breakdowns") or ["collapsed_tag"]
+    keys.sort(key=lambda k: declared.index(k) if k in declared else len(declared))
     records = [first.records[i] for i in ids]
     out = [("all", list(ids))]
     for key in keys:
-        for value, rs in _groups(records, key).items():
-            out.append((f"{key}={value}", [str(r["id"]) for r in rs]))
+        groups = _groups(records, key)
+        position = {}
+        for n, r in enumerate(records):
+            value = r.get("meta", {}).get(key)
+            for v in (value if isinstance(value, (list, tuple)) else [value]):
+                position.setdefault(str(v), n)
+        for value in sorted(groups, key=lambda v: position.get(v, len(records))):
+            out.append((f"{key}={value}", [str(r["id"]) for r in groups[value]]))
+    return out
+
+
+def same_examples(groups: Sequence[tuple[str, Sequence[str]]]) -> dict[str, str]:
+    """Subsets holding exactly the examples of an earlier one (WinoDigits' ``contrast=object`` is
+    ``collapsed_tag=object``): {later: earlier}. A figure shows each set of examples once."""
+    seen: dict[frozenset, str] = {}
+    out = {}
+    for name, ids in groups:
+        key = frozenset(ids)
+        if key in seen:
+            out[name] = seen[key]
+        else:
+            seen[key] = name
+    return out
+
+
+def per_class(runs: Sequence[Run], ids: Sequence[str], class_names: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Classification: each class's accuracy (recall: right among the examples of that true class) per
+    model with a Wilson 95 % interval, and the exact McNemar p of each later model against the first."""
+    from .metrics import wilson_interval
+
+    import numpy as np
+
+    labels = labels_vector(runs[0], ids)
+    correct = {run.label: correct_vector(run, ids, "accuracy") for run in runs}
+    out = []
+    for k in sorted(set(labels.tolist())):
+        mask = labels == k
+        n = int(mask.sum())
+        values = {}
+        for run in runs:
+            hits = int(correct[run.label][mask].sum())
+            values[run.label] = {"value": hits / n, "ci95": list(wilson_interval(hits, n))}
+        a = correct[runs[0].label][mask]
+        p = {run.label: mcnemar_exact(int(np.sum(a & ~correct[run.label][mask])),
+                                      int(np.sum(correct[run.label][mask] & ~a))) for run in runs[1:]}
+        name = str(class_names[k]) if class_names and 0 <= k < len(class_names) else str(k)
+        out.append({"class": int(k), "name": name, "n": n, "values": values, "mcnemar_p_vs_first": p})
     return out
 
 
@@ -188,6 +241,7 @@ def build_comparison(runs: Sequence[Run], shared: Shared, pairs: str = "first", 
     groups = subsets(runs, shared.ids)
     same_as_all = [name for name, ids in groups[1:] if len(ids) == len(shared.ids)]
     groups = [g for g in groups if g[0] not in same_as_all]
+    same_as = same_examples(groups)
     scores = []
     for subset, ids in groups:
         for m in names:
@@ -200,8 +254,12 @@ def build_comparison(runs: Sequence[Run], shared: Shared, pairs: str = "first", 
         "runs": [{"label": run.label, "model": run.results["model"]["name"], "results": str(run.path),
                   "samples": str(run.samples_path), "n_scored": len(run.records), "n_skipped": len(run.skipped)}
                  for run in runs],
-        "bootstrap": {"resamples": n_boot, "seed": seed}, "same_as_all": same_as_all,
+        "bootstrap": {"resamples": n_boot, "seed": seed}, "same_as_all": same_as_all, "same_as": same_as,
         "n_classes": (len(runs[0].records[shared.ids[0]]["scores"][0])
                       if metric == "classification" and shared.ids else None),
         "scores": scores, "pairs": pair_rows,
+        "per_class": (per_class(runs, shared.ids, runs[0].results.get("task", {}).get("class_names"))
+                      if metric == "classification" and shared.ids else None),
+        "chance": (sum(1 / len(runs[0].records[i]["scores"][0]) for i in shared.ids) / len(shared.ids)
+                   if metric == "choice" and shared.ids else None),
     }

@@ -6,15 +6,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ConfigError  # noqa: F401  (public here too)
+
 TIMESTEP_MODES = ("even", "uniform", "stratified")
 LOSSES = ("l2", "l1", "huber")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 VARIANCES = ("stratified", "iid")
 NOISES = ("per-example", "shared")
-
-
-class ConfigError(ValueError):
-    """A bad setting, reported before any model loads."""
 
 
 @dataclass
@@ -74,13 +72,35 @@ class ScorerConfig:
             try:
                 self.batch_size = int(self.batch_size)
             except (TypeError, ValueError):
-                raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {self.batch_size!r}") from None
+                raise ConfigError(f"--batch-size must be a positive integer or 'auto', "
+                                  f"got {self.batch_size!r}") from None
             if self.batch_size <= 0:
                 raise ConfigError(f"--batch-size must be a positive integer or 'auto', got {self.batch_size}")
 
     @property
     def max_samples(self) -> int:
         return self.n_samples[-1]
+
+    @classmethod
+    def resolve(cls, scorer_args: dict[str, Any], metric: str, task_defaults: dict[str, Any]) -> "ScorerConfig":
+        """The run's scorer settings, resolved once: the task's presets, overridden by what the user set.
+
+        Normalisation defaults to on for every ``metric="winoground"`` task (built-in or third-party) and
+        off otherwise; a task's ``defaults["normalize"]`` overrides that, ``--[no-]normalize`` overrides
+        both. The user's own ``--n-samples`` without ``--to-keep`` drops the preset's pruning schedule."""
+        defaults = {"normalize": metric == "winoground", **task_defaults}
+        if "n_samples" in scorer_args and "to_keep" not in scorer_args:
+            defaults.pop("to_keep", None)
+        merged = {**defaults, **scorer_args}
+        merged["normalize"] = bool(merged.get("normalize", False))
+        return cls(**merged)
+
+    def key_fields(self) -> dict[str, Any]:
+        """What of the scorer enters the run key: every field but the batch size, in the key's original
+        layout (normalisation is keyed beside it, so here it stays null and existing caches stay valid)."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "batch_size"}
+        fields["normalize"] = None
+        return fields
 
 
 @dataclass
@@ -97,6 +117,7 @@ class RunConfig:
     output_path: str | None = None
     log_samples: bool = False
     skip_bad: bool = False
+    log_errors: bool = False  # per-(t, ε) errors in errors_<stamp>.jsonl (winoeval.rescore)
     model_args: dict[str, Any] = field(default_factory=dict)  # --model-arg KEY=VALUE
     task_args: dict[str, Any] = field(default_factory=dict)  # --task-arg KEY=VALUE
 
@@ -111,9 +132,10 @@ class RunConfig:
             if isinstance(self.limit, float) and self.limit.is_integer() and self.limit >= 1:
                 self.limit = int(self.limit)
             fraction = isinstance(self.limit, float) and 0 < self.limit < 1
-            if not fraction and not (isinstance(self.limit, int) and self.limit >= 1):
-                raise ConfigError(f"--limit must be a count (1, 2, …) or a fraction in (0, 1) such as 0.1, "
-                                  f"got {self.limit}")
+            if not fraction and not (isinstance(self.limit, int) and 1 <= self.limit <= 2**63 - 1):
+                shown = f"{self.limit:g}" if isinstance(self.limit, (int, float)) else repr(self.limit)
+                raise ConfigError(f"--limit must be a count (1, 2, …, at most 2**63-1) or a fraction in (0, 1) "
+                                  f"such as 0.1, got {shown}")
 
     def resolve_paths(self) -> None:
         """``--data-dir`` as an absolute path (a results file must find it from anywhere), checked."""
@@ -128,7 +150,21 @@ class RunConfig:
             self.data_dir = path
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not out.get("log_errors"):  # recorded only when set (results of other runs stay as they were)
+            out.pop("log_errors", None)
+        return out
+
+    def device_type(self) -> str:
+        """``cpu``, ``cuda`` or ``mps``: what the run key records (``auto`` resolved on this machine)."""
+        if self.device != "auto":
+            return self.device.split(":")[0]
+        from .verbosity import status
+
+        with status("importing torch"):  # the first import takes seconds on a loaded machine
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
 
     def torch_device(self):
         import torch
@@ -148,3 +184,22 @@ class RunConfig:
             device = device or self.torch_device()
             return torch.float16 if device.type == "cuda" else torch.float32
         return getattr(torch, self.dtype)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device that this machine does not have, before anything loads."""
+    if device in ("auto", "cpu"):
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA GPU is available here (torch "
+                              f"{torch.__version__}, cuda {torch.version.cuda or 'not built'}); "
+                              f"use --device cpu or auto")
+        index = device.partition(":")[2]
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s) "
+                              f"(cuda:0 … cuda:{torch.cuda.device_count() - 1})")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: Apple MPS is not available here; use --device cpu or auto")

@@ -13,7 +13,8 @@ import inspect
 import sys
 from pathlib import Path
 
-BEGIN = "<!-- hook reference: generated from winoeval/hookspecs.py by `python -m winoeval.docs --write`; edit the docstrings there -->"
+BEGIN = ("<!-- hook reference: generated from winoeval/hookspecs.py by `python -m winoeval.docs --write`; "
+         "edit the docstrings there -->")
 END = "<!-- end of the generated hook reference -->"
 CONTRIBUTING = Path(__file__).resolve().parent.parent / "CONTRIBUTING.md"
 

@@ -25,9 +25,12 @@ def winoeval_register_models(register: Callable[..., None]) -> None:
 
     - `loader(argument, config)` returns the model: a **denoiser** or a **matcher** (the protocols
       `winoeval.api.Denoiser` and `winoeval.api.Matcher`). It is called only when a model runs, so
-      heavy imports (torch, diffusers, …) belong inside it, never at module level.
+      heavy imports (torch, diffusers, …) belong inside it, never at module level. A denoiser declares
+      its training objective with `objective = "epsilon"` (the default), `"v_prediction"` or `"flow"`
+      (rectified flow, with a `sigmas` grid instead of `alphas_cumprod`): the scorer noises and builds
+      the target from it (`winoeval.scoring.objectives`).
     - `argument` is the text after `name:` when `takes_argument=True` (`sd:/path/to/pipeline`,
-      `analytic:0.3`), else `None`.
+      `analytic:sigma=0.3`), else `None`.
     - `config` is the run's `winoeval.config.RunConfig`: load onto `config.torch_device()` in
       `config.torch_dtype()` (`--device`, `--dtype`); `config.model_args` holds the
       `--model-arg KEY=VALUE` pairs, values as **strings** (convert them yourself).
@@ -83,6 +86,10 @@ def winoeval_register_tasks(register: Callable[..., None]) -> None:
     - `config.task_args` holds the `--task-arg KEY=VALUE` pairs (values are strings), declared by
       `options` as for models; `config.data_dir` is `--data-dir`. A bad `argument` or option value is
       raised as `winoeval.config.ConfigError` (one line, exit status 2), as for models.
+    - Optional keywords, shown by `winoeval list` / `winoeval info`: `licence="..."` (the data's
+      licence), `citation="..."`, `source="..."` (where the data comes from). `group="compositional"`
+      (or `"zeroshot"`, or any name) puts the task in that task group (`--task GROUP`);
+      `members=["name:a", "name:b"]` is what the task contributes to its group (default: `name`).
 
     ```python
     from winoeval.api import Example, TaskData

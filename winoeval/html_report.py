@@ -29,10 +29,12 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from .metrics import pct
 from .plot import short_labels
 from .results import BINARY, METRIC_TITLES
 
-DISPLAY = 256  # longest side shown in the page, CSS pixels (smaller images at their own size)
+DISPLAY = 256  # longest side shown in the page, CSS pixels
+SMALL_TARGET = 160  # small images (WinoDigits' 32 px, MNIST's 28 px) are shown upscaled by a whole factor to about this
 STORED = 384  # longest side stored (what click-to-enlarge shows); photos as JPEG (~45 KiB), small images as PNG
 
 CSS = """
@@ -52,13 +54,15 @@ section.example.disagree{border-left:6px solid #e69500}
 section.example h3 a{color:inherit;text-decoration:none}
 .row{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
 figure{margin:0;text-align:center;font-size:.8em}
-figure img{display:block;max-width:256px;max-height:256px;width:auto;height:auto;border:1px solid #aaa;cursor:zoom-in}
+figure img{display:block;max-width:256px;max-height:256px;border:1px solid #aaa;cursor:zoom-in}
 figure img.small{image-rendering:pixelated}
 .noimg{width:96px;height:96px;display:flex;align-items:center;justify-content:center;background:#eee;color:#777}
 .model{border:1px solid #eee;padding:.3em .5em;border-radius:4px}
 .ok{color:#137333;font-weight:600}.bad{color:#b3261e;font-weight:600}
 .tags{color:#666;font-size:.8em}.captions{margin:.2em 0;font-size:.95em;list-style:none;padding-left:0}
 .note{background:#fff7e0;padding:.4em;border-left:4px solid #e69500}
+.scale{color:#555;font-size:.75em;max-width:24em;margin:.2em 0}
+details.same{margin:.3em 0}details.same summary{cursor:pointer;color:#444;font-size:.9em}
 #zoom{position:fixed;inset:0;background:rgba(0,0,0,.8);display:flex;align-items:center;justify-content:center;
 z-index:9;cursor:zoom-out}#zoom[hidden]{display:none}#zoom img{background:#fff;image-rendering:auto}
 #zoom img.small{image-rendering:pixelated}
@@ -165,6 +169,10 @@ def load_images(run, ids: Sequence[str], data_dir: str | None = None
                            data_dir=data_dir or cfg.get("data_dir"), task_args=dict(cfg.get("task_args") or {}))
         task = entry.loader(arg, config)
         class_names = list(task.class_names or task.texts or []) or None
+        mismatch = data_mismatch(run, config, task, data_dir)
+        if mismatch is not None and mismatch[0]:
+            return found, class_names, mismatch[1]  # another dataset: no images rather than wrong ones
+        note = mismatch[1] if mismatch is not None else None
         for example in task.examples():
             eid = str(example.id)
             if eid not in wanted or eid in found:
@@ -182,8 +190,38 @@ def load_images(run, ids: Sequence[str], data_dir: str | None = None
     missing = len(wanted) - len(found)
     if missing:
         detail = f"; unreadable: {', '.join(failed[:3])}" if failed else ""
-        return found, class_names, f"{missing} example(s) have no image in the HTML report{detail}"
-    return found, class_names, None
+        return found, class_names, f"{missing} example(s) have no image in the HTML report{detail}" + \
+            (f"; {note}" if note else "")
+    return found, class_names, note
+
+
+def data_mismatch(run, config, task, data_dir: str | None) -> tuple[bool, str] | None:
+    """Whether the data the report would show is the data the run evaluated, by the task fingerprint
+    the run recorded (``task.fingerprint``: the task's own and the content hash of its ``--data-dir``)
+    against the same fingerprint of the data found now. ``(True, why)``: it differs (show no images);
+    ``(False, note)``: it cannot be checked (nothing recorded in common); None: it matches."""
+    from .fingerprint import of_task as task_fingerprint
+
+    recorded = run.results.get("task", {}).get("fingerprint")
+    try:
+        current = task_fingerprint(config, task)
+    except OSError as exc:
+        return True, f"could not fingerprint the data to check it ({exc}); no images shown"
+    if recorded == current:
+        return None
+    if not isinstance(recorded, dict) or not recorded:
+        return False, "the run recorded no task fingerprint, so the images' data could not be checked against it"
+    shared = sorted(set(recorded) & set(current))
+    if not shared:
+        return False, (f"the data could not be checked against the run (it recorded {', '.join(sorted(recorded))}, "
+                       f"this data has {', '.join(sorted(current)) or 'no fingerprint'})")
+    differ = [k for k in shared if recorded[k] != current[k]]
+    if differ:
+        where = f"--data-dir {data_dir}" if data_dir else f"the run's data folder {config.data_dir!r}"
+        detail = "; ".join(f"{k}: recorded {str(recorded[k])[:20]}…, now {str(current[k])[:20]}…" for k in differ)
+        return True, (f"no images in the HTML report: {where} is not the data the run evaluated (the task "
+                      f"fingerprint differs: {detail}); pass the folder the run used, or --no-images")
+    return None
 
 
 def _score(v: float | None) -> str:
@@ -192,10 +230,6 @@ def _score(v: float | None) -> str:
 
 def _mark(ok: bool) -> str:
     return '<span class="ok">✓</span>' if ok else '<span class="bad">✗</span>'
-
-
-def _pct(v: float | None) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
 
 def _pp(v: float) -> str:
@@ -208,13 +242,22 @@ def _anchor(eid: str) -> str:
     return "ex-" + "".join(c if c.isalnum() or c in "-_." else f"_{ord(c):x}" for c in str(eid))
 
 
+def display_scale(width: int, height: int) -> float:
+    """How much an image is scaled in the page: large ones shrink to :data:`DISPLAY` px, small ones grow by
+    a whole factor (nearest neighbour: pixels stay sharp squares) to about :data:`SMALL_TARGET` px."""
+    longest = max(width, height)
+    if longest > DISPLAY:
+        return DISPLAY / longest
+    return float(max(1, SMALL_TARGET // longest))
+
+
 def _figures(images: list | None, count: int, names: list[str]) -> str:
     out = []
     for k in range(count):
         item = images[k] if images and k < len(images) else None
         if item:
             uri, w, h = item if isinstance(item, (tuple, list)) else (item, None, None)
-            scale = min(1.0, DISPLAY / max(w, h)) if w and h else None
+            scale = display_scale(w, h) if w and h else None
             size = f' width="{round(w * scale)}" height="{round(h * scale)}"' if scale else ""
             small = ' class="small"' if w and h and max(w, h) < DISPLAY else ""
             body = f'<img src="{uri}"{size}{small} alt="{_e(names[k])}" title="click to enlarge">'
@@ -243,18 +286,39 @@ def _winoground_block(eid: str, runs, images, metrics) -> tuple[str, dict[str, b
     for run, r in zip(runs, records):
         rows = []
         for i, row in enumerate(r["scores"]):
-            finite = [v for v in row if v is not None]
-            best = max(finite) if finite else None
-            cells = "".join(f'<td class="{"best" if v is not None and v == best else ""}">{_score(v)}</td>'
-                            for v in row)
+            best = strict_best(row)
+            cells = "".join(f'<td class="{"best" if k == best else ""}">{_score(v)}</td>' for k, v in enumerate(row))
             rows.append(f"<tr><th>I{i}</th>{cells}</tr>")
         verdicts = " ".join(f"{m} {_mark(r['verdicts'][m])}" for m in metrics)
         parts.append(f'<div class="model"><h3>{_e(run.label)}</h3><table class="scores"><tr><th></th><th>C0</th>'
-                     f'<th>C1</th></tr>{"".join(rows)}</table><div>{verdicts}</div></div>')
+                     f'<th>C1</th></tr>{"".join(rows)}</table><div class="scale">{_e(score_meaning(r))}</div>'
+                     f'<div>{verdicts}</div></div>')
     parts.append("</div>")
     flags["all-wrong"] = all(not r["verdicts"]["group"] for r in records)
     flags["all-right"] = all(r["verdicts"]["group"] for r in records)
     return "".join(parts), flags
+
+
+def strict_best(values: Sequence[float | None]) -> int | None:
+    """The index of the one largest value, or None when nothing is strictly best (a tie, or no value)."""
+    finite = [(v, k) for k, v in enumerate(values) if v is not None and not math.isnan(v)]
+    if not finite:
+        return None
+    top = max(v for v, _ in finite)
+    at_top = [k for v, k in finite if v == top]
+    return at_top[0] if len(at_top) == 1 else None
+
+
+def score_meaning(record: dict[str, Any]) -> str:
+    """One line saying what a record's scores are, so that their scale is not a puzzle: a diffusion model's
+    score is minus a denoising error (errors ~0.005 show as −0.005), a matcher's is a similarity (~0.8)."""
+    if record.get("uncond_errors") is not None:
+        return ("score = −(denoising error − the image's unconditional error): the error is lower for a better "
+                "match, so the score is higher (better) for a better match")
+    if record.get("n_evals"):
+        return ("score = −(denoising error, mean over the Monte-Carlo samples): error lower = better match, "
+                "so score higher = better")
+    return "score = the model's image–text similarity (e.g. CLIP's cosine): higher = better match"
 
 
 def class_name(k: int | None, class_names: list[str] | None) -> str:
@@ -270,6 +334,7 @@ def class_name(k: int | None, class_names: list[str] | None) -> str:
 def _classification_block(eid: str, runs, images, class_names) -> tuple[str, dict[str, bool]]:
     records = [run.records[eid] for run in runs]
     label = records[0].get("label")
+    class_names = records[0].get("texts") or class_names  # a choice example: its own captions
     flags = {"disagree-correct": len({bool(r["verdicts"]["correct"]) for r in records}) > 1,
              "disagree-prediction": len({r["verdicts"].get("prediction") for r in records}) > 1}
     flags["all-wrong"] = all(not r["verdicts"]["correct"] for r in records)
@@ -284,7 +349,8 @@ def _classification_block(eid: str, runs, images, class_names) -> tuple[str, dic
         detail = (f"score {_score(pred_score)}" if pred == label
                   else f"score {_score(pred_score)}; true label's {_score(true_score)}")
         parts.append(f'<div class="model"><h3>{_e(run.label)}</h3>predicts {_e(class_name(pred, class_names))} '
-                     f'{_mark(r["verdicts"]["correct"])}<br><span class="tags">{detail}</span></div>')
+                     f'{_mark(r["verdicts"]["correct"])}<br><span class="tags">{detail}</span>'
+                     f'<div class="scale">{_e(score_meaning(r))}</div></div>')
     parts.append("</div></div></div>")
     return "".join(parts), flags
 
@@ -306,13 +372,12 @@ def summary_table(comp: dict[str, Any], names: dict[str, str]) -> str:
         cells = []
         for m in metrics:
             values = rows[m]["values"]
-            finite = [v["value"] for v in values.values() if v["value"] is not None and not math.isnan(v["value"])]
-            best = max(finite) if finite and len(labels) > 1 else None
-            for x in labels:
+            best = strict_best([values[x]["value"] for x in labels]) if len(labels) > 1 else None
+            for k, x in enumerate(labels):
                 v = values[x]
-                cls = ' class="best"' if best is not None and v["value"] == best else ""
-                cells.append(f'<td{cls}>{_pct(v["value"])}<br><span class="ci">[{_pct(v["ci95"][0])}, '
-                             f'{_pct(v["ci95"][1])}]</span></td>')
+                cls = ' class="best"' if k == best else ""
+                cells.append(f'<td{cls}>{pct(v["value"])}<br><span class="ci">[{pct(v["ci95"][0])}, '
+                             f'{pct(v["ci95"][1])}]</span></td>')
         out.append(f'<tr><td class="l">{_e(subset)}</td><td>{n_of[subset]}</td>{"".join(cells)}</tr>')
     out.append("</table>")
     return "".join(out)
@@ -333,9 +398,9 @@ def pairs_tables(comp: dict[str, Any], names: dict[str, str]) -> str:
     out = []
     for (a, b), rows in groups.items():
         A, B = _e(names[a]), _e(names[b])
-        out.append(f'<h3>{B} − {A}</h3><table class="pairs"><tr><th class="l">subset</th><th>n</th>'
-                   f'<th class="l">metric</th><th>Δ (points)</th><th>95 % CI</th><th>McNemar p</th>'
-                   f'<th class="l">{A} ✓ {B} ✗</th><th class="l">{A} ✗ {B} ✓</th></tr>')
+        head = (f'<tr><th class="l">subset</th><th>n</th><th class="l">metric</th><th>Δ (points)</th>'
+                f'<th>95 % CI</th><th>McNemar p</th><th class="l">{A} ✓ {B} ✗</th><th class="l">{A} ✗ {B} ✓</th></tr>')
+        lines = {True: [], False: []}
         for r in rows:
             p = "—" if r["mcnemar_p"] is None else (f"{r['mcnemar_p']:.4f}" if r["mcnemar_p"] >= 1e-4
                                                     else f"{r['mcnemar_p']:.1e}")
@@ -344,15 +409,31 @@ def pairs_tables(comp: dict[str, Any], names: dict[str, str]) -> str:
                        f'<td class="l ids">{r["b_only"]}: {_id_links(r["b_only_ids"])}</td>')
             else:
                 ids = '<td class="l">—</td><td class="l">—</td>'
-            out.append(f'<tr><td class="l">{_e(r["subset"])}</td><td>{r["n"]}</td>'
-                       f'<td class="l">{_e(METRIC_TITLES[r["metric"]])}</td><td>{_pp(r["diff"])}</td>'
-                       f'<td>[{_pp(r["ci95"][0])}, {_pp(r["ci95"][1])}]</td><td>{p}</td>{ids}</tr>')
-        out.append("</table>")
+            lines[no_difference(r)].append(
+                f'<tr><td class="l">{_e(r["subset"])}</td><td>{r["n"]}</td>'
+                f'<td class="l">{_e(METRIC_TITLES[r["metric"]])}</td><td>{_pp(r["diff"])}</td>'
+                f'<td>[{_pp(r["ci95"][0])}, {_pp(r["ci95"][1])}]</td><td>{p}</td>{ids}</tr>')
+        out.append(f"<h3>{B} − {A}</h3>")
+        if lines[False]:
+            out.append(f'<table class="pairs">{head}{"".join(lines[False])}</table>')
+        else:
+            out.append('<p class="legend">The two models give the same verdict on every example of every subset.</p>')
+        if lines[True]:  # rows of 0.0 with no discordant example: behind a toggle, not 30 rows of zeros
+            out.append(f'<details class="same"><summary>{len(lines[True])} more row(s) with no difference at all '
+                       f'(the models agree on every example of the subset): show</summary>'
+                       f'<table class="pairs">{head}{"".join(lines[True])}</table></details>')
     out.append(f'<p class="legend">Δ = B − A in percentage points on the same examples; 95 % interval from '
                f'{boot["resamples"]:,} paired bootstrap resamples (seed {boot["seed"]}); exact McNemar p on the '
                f'discordant examples, per row, not corrected for multiple comparisons. The ids link to the '
                f'examples below.</p>')
     return "".join(out)
+
+
+def no_difference(row: dict[str, Any]) -> bool:
+    """A paired row where nothing differs: no discordant example (binary metrics), or Δ and its interval 0."""
+    if row["metric"] in BINARY:
+        return row["a_only"] == 0 and row["b_only"] == 0
+    return row["diff"] == 0 and list(row["ci95"]) == [0.0, 0.0]
 
 
 def calibration_table(calibration: dict[str, dict]) -> str:
@@ -363,11 +444,10 @@ def calibration_table(calibration: dict[str, dict]) -> str:
            '<th>held-out accuracy</th><th>ECE τ=1</th><th>ECE τ fitted</th><th>NLL τ=1</th><th>NLL τ fitted</th></tr>']
     notes = []
     for name, r in calibration.items():
-        tau = "—" if r.get("tau") is None else f"{r['tau']:.4g}"
-        if r.get("at_bound"):
-            tau += " (unbounded)"
+        tau = f"{r['tau']:.4g}" if r.get("tau") is not None and r.get("status", "fitted") == "fitted" \
+            else f"none ({r.get('status', 'not fitted')}, see note)"
         out.append(f'<tr><td class="l">{_e(name)}</td><td>{tau}</td><td>{r["n_fit"]} / {r["n_eval"]}</td>'
-                   f'<td>{_pct(r["accuracy_eval"])}</td><td>{f(r["ece_before"])}</td><td>{f(r["ece_after"])}</td>'
+                   f'<td>{pct(r["accuracy_eval"])}</td><td>{f(r["ece_before"])}</td><td>{f(r["ece_after"])}</td>'
                    f'<td>{f(r["nll_before"])}</td><td>{f(r["nll_after"])}</td></tr>')
         notes += [f"{name}: {n}" for n in r.get("notes", [])]
     out.append("</table>")
@@ -420,12 +500,13 @@ def render_html(comp: dict[str, Any], runs, ids: Sequence[str], images: dict[str
                         + f": <code>{_e(r['results'])}</code></li>" for r in comp["runs"])
     select = "".join(f'<option value="{v}">{_e(t)}</option>' for v, t in options)
     score_legend = ("each row of a model's 2×2 table is one image; its score for each caption (higher = better "
-                    "match); <b class=\"best\">bold</b>: the caption that model prefers for that image"
+                    "match); <b class=\"best\">bold</b>: the caption that model prefers for that image (none on a tie)"
                     if winoground else "the score of the predicted class (higher = better match), and the true "
                     "label's score when the prediction is wrong")
     legend = (f'<p class="legend"><b class="best">Bold</b> in the summary: the best model for that subset and metric '
-              f'(every one tied for best). Per example: {score_legend}. <span class="stripe"></span> Orange stripe '
-              f'on the left: the models disagree on this example (on any verdict{"" if winoground else ": one right, one wrong"}). '
+              f'(only a strict best: a tie bolds nothing). Per example: {score_legend}. '
+              f'<span class="stripe"></span> Orange stripe on the left: the models disagree on this example '
+              f'(on any verdict{"" if winoground else ": one right, one wrong"}). '
               f'Click an image to enlarge it; the filter state is in the address (e.g. <code>#show=disagree</code>), '
               f'so a link opens the same view.</p>')
     calibration = ""

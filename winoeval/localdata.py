@@ -187,6 +187,19 @@ def load_local_dataset(path: str | os.PathLike, split: str, what: str | None = N
         raise _error(root, split, what, reason)
 
 
+def data_fingerprint(ds, data_dir: str | os.PathLike | None) -> str | None:
+    """What a task records as ``TaskData.fingerprint`` for a dataset it loaded.
+
+    From ``--data-dir``: None, because the runner already records the folder's content
+    (``task.fingerprint.data_dir``, sha256 of every file's bytes), and the ``datasets`` library's own
+    ``_fingerprint`` of a parquet or snapshot folder depends on the files' modification times: a
+    byte-identical rewrite (``cp``, ``rsync`` without ``-t``) would change the run key and recompute
+    everything. From the hub: the library's fingerprint of the cached download."""
+    if data_dir:
+        return None
+    return getattr(ds, "_fingerprint", None)
+
+
 def undecoded(ds, columns):
     """``ds`` with the given image columns left as stored bytes/paths (no decoding while iterating).
 
@@ -208,17 +221,50 @@ def undecoded(ds, columns):
     return ds, originals
 
 
+def confined_path(root: str | os.PathLike, path: str | os.PathLike, name: str = "file") -> Path:
+    """``path`` (as a dataset row names it) read inside ``root`` (``--data-dir``): a relative path
+    resolves against ``root``, not the working directory; an absolute path, ``..`` or a symbolic link
+    that leads outside ``root`` is refused (``ValueError`` naming ``name``). Every task reads local
+    image files through this one helper (via :func:`open_image`), so a dataset file cannot make
+    winoeval read, or ``compare --html`` embed, ``/home/you/...``."""
+    base = Path(root).expanduser().resolve()
+    target = (base / os.path.expanduser(str(path))).resolve()
+    if target != base and base not in target.parents:
+        raise ValueError(f"{name} points outside --data-dir ({str(path)!r}); image paths in local data "
+                         f"must lie inside {str(base)!r}")
+    return target
+
+
 def _inside(root: str | os.PathLike, value: dict, name: str) -> dict:
-    """A stored image given by ``path`` only is read from inside ``root`` (``--data-dir``), never from
-    elsewhere on the machine: a dataset file must not make winoeval read ``/home/you/...``."""
+    """A stored image given by ``path`` only is read from inside ``root`` (see :func:`confined_path`)."""
     if value.get("bytes") or not value.get("path"):
         return value
-    base = Path(root).expanduser().resolve()
-    target = (base / os.path.expanduser(str(value["path"]))).resolve()
-    if target != base and base not in target.parents:
-        raise ValueError(f"{name} points outside --data-dir ({value['path']!r}); image paths in local data "
-                         f"must lie inside {str(base)!r}")
-    return {**value, "path": str(target)}
+    return {**value, "path": str(confined_path(root, value["path"], name))}
+
+
+DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default (Image.MAX_IMAGE_PIXELS), about 9459 × 9459
+MAX_PIXELS_ENV = "WINOEVAL_MAX_PIXELS"  # set by `winoeval run --max-pixels N`
+
+
+def max_pixels() -> int | None:
+    """The largest image (width × height) :func:`open_image` decodes: ``$WINOEVAL_MAX_PIXELS`` (``0``: no
+    limit), else PIL's default. Larger images are refused before their pixels are decoded."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        from .config import ConfigError
+
+        raise ConfigError(f"{MAX_PIXELS_ENV}={value!r}: expected a whole number of pixels (0 = no limit)")
+    return limit or None
+
+
+class BadImageError(ValueError):
+    """An image that cannot be decoded (any decoder failure, or over the pixel limit); names the image."""
 
 
 def open_image(value, feature=None, name: str = "image", root: str | os.PathLike | None = None):
@@ -226,9 +272,12 @@ def open_image(value, feature=None, name: str = "image", root: str | os.PathLike
     own mode (each model converts it as its reference implementation does: SD resizes before converting
     palette and RGBA images to RGB).
 
-    With ``root`` (the ``--data-dir``), an image stored as a path is only read from inside that folder.
-    Missing or unreadable images raise ``ValueError`` / ``OSError`` whose message names ``name``;
-    the runner turns them into a :class:`winoeval.runner.BadExampleError` naming the example.
+    With ``root`` (the ``--data-dir``), an image stored as a path is only read from inside that folder
+    (:func:`confined_path`). Images over :func:`max_pixels` are refused before decoding. Missing or
+    unreadable images raise ``OSError`` / ``ValueError`` (:class:`BadImageError` for every decoder
+    failure: ``RuntimeError``, ``MemoryError``, PIL's ``DecompressionBombError``, …) whose message names
+    ``name``; the runner turns them into a :class:`winoeval.runner.BadExampleError` naming the example,
+    or a counted skip with ``--skip-bad``.
     """
     if value is None:
         raise ValueError(f"{name} is missing")
@@ -240,17 +289,31 @@ def open_image(value, feature=None, name: str = "image", root: str | os.PathLike
         raise ValueError(f"{name} is missing (no bytes and no path)")
     if root is not None:
         value = _inside(root, value, name)
+    limit = max_pixels()
     import datasets
+    from PIL import Image
 
     decoder = datasets.Image(mode=getattr(feature, "mode", None))
+    saved = Image.MAX_IMAGE_PIXELS
     try:
-        image = decoder.decode_example(value)
-        image.load()  # decode now, inside this guard: a truncated file fails here, naming the image
+        with warnings.catch_warnings():
+            # PIL only warns between MAX_IMAGE_PIXELS and twice that: make the limit exact
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = limit
+            image = decoder.decode_example(value)
+            image.load()  # decode now, inside this guard: a truncated file fails here, naming the image
         return image
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise BadImageError(f"{name} is larger than the pixel limit of {limit:,} ({_describe(exc)}); raise "
+                            f"--max-pixels if the image is genuine") from None
     except OSError as exc:  # PIL.UnidentifiedImageError, FileNotFoundError, truncated files
         raise OSError(f"{name} is unreadable ({_describe(exc)})") from exc
     except (ValueError, SyntaxError) as exc:
         raise ValueError(f"{name} is unreadable ({_describe(exc)})") from exc
+    except Exception as exc:  # noqa: BLE001 - decoders raise RuntimeError, MemoryError, struct.error, …
+        raise BadImageError(f"{name} is unreadable ({_describe(exc)})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""Winoground text/image/group scores, classification accuracy, confidence intervals.
+"""Winoground text/image/group scores, classification and 1×K choice accuracy, confidence intervals.
 
 A score matrix ``S[i][j]`` holds s(caption j, image i): rows are images, columns captions.
 Ties count as failures (strict comparisons), as in Thrush et al. 2022.
@@ -27,6 +27,12 @@ def classification_verdict(scores: Sequence[float], label: int) -> dict[str, Any
     winners = [k for k, s in enumerate(scores) if s == best]
     prediction = winners[0]
     return {"prediction": prediction, "correct": bool(len(winners) == 1 and prediction == label)}
+
+
+def pct(v: float | None) -> str:
+    """A fraction as a percentage with one decimal (``0.385`` → ``"38.5"``); ``—`` for a missing value
+    (None or NaN, e.g. a metric over zero examples). Every table and report prints percentages this way."""
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
 
 def json_safe(value: Any) -> Any:
@@ -131,9 +137,44 @@ def classification_metrics(records: Sequence[dict], class_names: Sequence[str] |
     return out
 
 
-def compute(metric: str, records: Sequence[dict], class_names=None, breakdowns: Iterable[str] = ()) -> dict[str, Any]:
+def choice_metrics(records: Sequence[dict], breakdowns: Iterable[str] = (),
+                   macro: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """1×K choice (one image, K captions of its own, ``label`` = the true caption): accuracy with a
+    Wilson 95 % interval, overall and per breakdown (each group with its interval). ``macro`` adds,
+    per meta key, the mean over the key's groups of the group accuracy (ARO's macro accuracy):
+    ``{key: {"exclude": [values left out], "min_count": n}}``; a group with fewer than ``min_count``
+    examples, or one in ``exclude``, does not count."""
+    p = proportion([r["verdicts"]["correct"] for r in records])
+    out: dict[str, Any] = {"n": len(records), "accuracy": p["value"], "accuracy_ci95": p["ci95"]}
+    by = {}
+    for key in breakdowns:
+        groups = _groups(records, key)
+        if groups:
+            by[key] = {}
+            for value, rs in groups.items():
+                g = proportion([r["verdicts"]["correct"] for r in rs])
+                by[key][value] = {"n": g["n"], "accuracy": g["value"], "accuracy_ci95": g["ci95"]}
+    if by:
+        out["by"] = by
+    for key, rule in (macro or {}).items():
+        exclude = {str(v) for v in rule.get("exclude", ())}
+        min_count = int(rule.get("min_count", 1))
+        groups = _groups(records, key)
+        kept = {v: rs for v, rs in groups.items() if v not in exclude and len(rs) >= min_count}
+        accs = [sum(r["verdicts"]["correct"] for r in rs) / len(rs) for rs in kept.values()]
+        out.setdefault("macro_accuracy", {})[key] = {
+            "value": sum(accs) / len(accs) if accs else float("nan"), "groups": len(accs),
+            "n": sum(len(rs) for rs in kept.values()), "groups_dropped": len(groups) - len(kept),
+            "min_count": min_count}
+    return out
+
+
+def compute(metric: str, records: Sequence[dict], class_names=None, breakdowns: Iterable[str] = (),
+            macro: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     if metric == "winoground":
         out = winoground_metrics(records, breakdowns)
+    elif metric == "choice":
+        out = choice_metrics(records, breakdowns, macro)
     elif metric == "classification":
         out = classification_metrics(records, class_names, breakdowns)
     else:

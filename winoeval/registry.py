@@ -18,6 +18,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
+from .errors import UnknownNameError  # noqa: F401  (public here too)
 
 DEFAULT_PLUGINS = (
     "winoeval.plugins.analytic",
@@ -26,23 +27,28 @@ DEFAULT_PLUGINS = (
     "winoeval.plugins.openclip",
     "winoeval.plugins.winodigits",
     "winoeval.plugins.winodigits_oracle",
+    "winoeval.plugins.sd3",
+    "winoeval.plugins.flux",
+    "winoeval.plugins.dit",
     "winoeval.tasks.synthetic",
     "winoeval.tasks.mnist",
     "winoeval.tasks.winoground",
     "winoeval.tasks.zeroshot",
     "winoeval.tasks.winodigits",
+    "winoeval.tasks.sugarcrepe",
+    "winoeval.tasks.aro",
+    "winoeval.tasks.valse",
+    "winoeval.tasks.winoformat",
+    "winoeval.tasks.imagenet",
 )
 
 ENV_VAR = "WINOEVAL_PLUGINS"
-KNOWN_EXTRAS = {"train", "weights"}  # register() keywords kept in Entry.extras
+KNOWN_EXTRAS = {"train", "weights",  # register() keywords kept in Entry.extras
+                "licence", "citation", "source", "group", "members"}  # tasks: shown by list/info; task groups
 
 
 class PluginLoadWarning(UserWarning):
     """A plugin could not be loaded; the others still work."""
-
-
-class UnknownNameError(LookupError):
-    """A model or task name that no plugin registered."""
 
 
 @dataclass

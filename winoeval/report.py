@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import metrics
-from .calibration import N_BINS, CalibrationReport
+from .metrics import pct
+from .calibration import MIN_PART, N_BINS, CalibrationReport
 from .results import BINARY, METRIC_TITLES, Run, fmt_ids
-
-def _pct(v: float | None) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
 
 def _pp(v: float) -> str:
     """A difference in percentage points, signed; no "-0.0"."""
@@ -52,7 +49,7 @@ def markdown_report(comp: dict[str, Any]) -> str:
               "| subset | n | metric | " + " | ".join(_cell(x) for x in labels) + " |",
               "|---|---:|---|" + "---:|" * len(labels)]
     for row in comp["scores"]:
-        cells = [f"{_pct(v['value'])} [{_pct(v['ci95'][0])}, {_pct(v['ci95'][1])}]"
+        cells = [f"{pct(v['value'])} [{pct(v['ci95'][0])}, {pct(v['ci95'][1])}]"
                  for v in (row["values"][x] for x in labels)]
         lines.append(f"| {_cell(row['subset'])} | {row['n']} | {METRIC_TITLES[row['metric']]} | "
                      + " | ".join(cells) + " |")
@@ -127,12 +124,57 @@ def calibration_markdown(reports: Sequence[tuple[str, CalibrationReport]]) -> st
     lines = ["| model | τ | n fit / held out | held-out accuracy | ECE τ=1 | ECE τ fitted | NLL τ=1 "
              "| NLL τ fitted |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in reports:
-        tau = ("—" if math.isnan(r.tau) else f"{r.tau:.4g}") + (" (unbounded, see note)" if r.at_bound else "")
+        tau = f"{r.tau:.4g}" if r.status == "fitted" else f"none ({r.status}, see note)"
         lines.append(f"| {name} | {tau} | {r.n_fit} / {r.n_eval} | {100 * r.accuracy_eval:.1f} | "
                      f"{f(r.ece_before)} | {f(r.ece_after)} | {f(r.nll_before)} | {f(r.nll_after)} |")
     notes = [f"- {name}: {n}" for name, r in reports for n in r.notes]
     if notes:
         lines += ["", *notes]
     lines += ["", f"p = softmax(score / τ); τ fitted on a seeded part of the examples (NLL over log τ), "
-                  f"ECE ({reports[0][1].n_bins if reports else N_BINS} equal-width bins) and NLL on the other part."]
+                  f"ECE ({reports[0][1].n_bins if reports else N_BINS} equal-width bins) and NLL on the other part. "
+                  f"A τ is shown only when each part holds at least {MIN_PART} examples, the fitting part has "
+                  f"misclassified examples and the held-out NLL does not get worse."]
+    return "\n".join(lines)
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """A results file's numbers as the markdown table ``winoeval run`` prints (percentages, 95 %
+    intervals in brackets)."""
+    lines = []
+    model = results["model"]["name"]
+    for task_name, m in results["results"].items():
+        if lines:
+            lines.append("")  # a blank line between two tasks' tables (markdown needs it to end a table)
+        if m["metric"] == "winoground":
+            lines += ["| model | task | subset | n | text | image | group |", "|---|---|---|---:|---:|---:|---:|"]
+
+            def row(subset: str, s: dict) -> str:
+                cells = [f"{pct(s[k])} [{pct(s[k + '_ci95'][0])}, {pct(s[k + '_ci95'][1])}]"
+                         for k in ("text", "image", "group")]
+                return f"| {model} | {task_name} | {subset} | {s['n']} | " + " | ".join(cells) + " |"
+
+            lines.append(row("all", m))
+            for key, groups in m.get("by", {}).items():
+                if len(groups) == 1 and next(iter(groups.values()))["n"] == m["n"]:
+                    continue  # a tag every example has would only repeat `all`
+                for value, s in groups.items():
+                    lines.append(row(f"{key}={value}", s))
+        elif m["metric"] == "choice":
+            from .groups import choice_table_lines
+
+            lines += choice_table_lines(model, task_name, m)
+        else:
+            lines += ["| model | task | n | accuracy | mean per-class | evals/example |",
+                      "|---|---|---:|---:|---:|---:|"]
+            lo, hi = m["accuracy_ci95"]
+            evals = f"{m['evals_per_example']:.0f}" if "evals_per_example" in m else "—"
+            mlo, mhi = m.get("mean_per_class_accuracy_ci95") or (None, None)
+            lines.append(f"| {model} | {task_name} | {m['n']} | {pct(m['accuracy'])} [{pct(lo)}, {pct(hi)}] | "
+                         f"{pct(m['mean_per_class_accuracy'])} [{pct(mlo)}, {pct(mhi)}] | {evals} |")
+        if m.get("skipped"):
+            lines.append(f"\n{m['skipped']} example(s) skipped (see 'skipped' in the results file).")
+    if results.get("groups"):
+        from .groups import group_table_lines
+
+        lines += group_table_lines(results)
     return "\n".join(lines)

@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import click
 
+from .storage import publish  # noqa: F401  (the trainers publish checkpoints through winoeval.storage)
+
 
 def start_mode(out: str | os.PathLike, checkpoint_files: Iterable[str], *, resume: bool, overwrite: bool,
                log: Callable[[str], None] = print, run_files: Iterable[str] = ()) -> str:
@@ -75,14 +77,3 @@ def nothing_left(done: int, epochs: int, out: str | os.PathLike, log: Callable[[
         return True
     return False
 
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Move a finished temporary file into place with ordinary file permissions (0666 minus the umask)."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)

@@ -23,13 +23,15 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from ..runner import resolve_images
+from ..records import resolve_images
 
 MODEL_RULES = {
     "load": "the loader returns a model",
     "kind": "`kind` is 'denoiser' or 'matcher'",
     "protocol": "the kind's attributes and methods exist",
-    "alphas_cumprod": "a 1-D float tensor in (0, 1], strictly decreasing, at least 2 steps",
+    "alphas_cumprod": "a 1-D float tensor in (0, 1], strictly decreasing, at least 2 steps (flow: sigmas, "
+                      "strictly increasing)",
+    "objective": "`objective`, when set, is 'epsilon', 'v_prediction' or 'flow'",
     "encode_images": "(B, C, H, W) finite float tensor, B = number of images",
     "encode_texts": "first dimension = number of texts, finite",
     "unconditional": "encode_texts(['']) works (the unconditional condition of normalisation)",
@@ -43,7 +45,7 @@ MODEL_RULES = {
 
 TASK_RULES = {
     "load": "the loader returns a winoeval.api.TaskData",
-    "metric": "`metric` is 'winoground' or 'classification'",
+    "metric": "`metric` is 'winoground', 'classification' or 'choice'",
     "examples": "`examples` is a zero-argument callable yielding winoeval.api.Example",
     "size": "`size` equals the number of examples",
     "ids": "ids are unique strings",
@@ -52,6 +54,7 @@ TASK_RULES = {
     "texts": "`texts` is a non-empty list of non-empty strings ('' is the unconditional text)",
     "winoground": "a winoground example has exactly 2 images, 2 texts and label None",
     "label": "a classification label is an int indexing texts; texts equal TaskData.texts",
+    "choice": "a choice example has one image, at least 2 texts of its own and a label indexing them",
     "class_names": "one class name per shared text",
     "meta": "`meta` is a JSON-serialisable dict",
     "defaults": "`defaults` are scorer settings (ScorerConfig fields or normalize)",
@@ -162,7 +165,13 @@ def check_model(model: Any, task: Any = None, *, config: Any = None, n_examples:
     if kind not in ("denoiser", "matcher"):
         failures.add("kind", f"{name} has kind {kind!r}", "set the class attribute kind = 'denoiser' or 'matcher'")
         return failures
-    needed = (["alphas_cumprod", "device", "dtype", "encode_images", "encode_texts", "predict_noise"]
+    objective = getattr(model, "objective", None) or "epsilon"
+    if kind == "denoiser" and objective not in ("epsilon", "v_prediction", "flow"):
+        failures.add("objective", f"{name} has objective {objective!r}",
+                     "set objective = 'epsilon' (default), 'v_prediction' or 'flow' (see winoeval.scoring.objectives)")
+        return failures
+    grid_name = "sigmas" if objective == "flow" else "alphas_cumprod"
+    needed = ([grid_name, "device", "dtype", "encode_images", "encode_texts", "predict_noise"]
               if kind == "denoiser" else ["similarity"])
     missing = [a for a in needed if not hasattr(model, a)]
     missing += [a for a in ("encode_images", "encode_texts", "predict_noise", "similarity")
@@ -197,6 +206,8 @@ def _call(failures: _Failures, rule: str, what: str, fix: str, fn: Callable[[], 
 def _check_alphas(model, failures: _Failures) -> int | None:
     import torch
 
+    if getattr(model, "objective", None) == "flow":
+        return _check_sigmas(model, failures)
     abar = model.alphas_cumprod
     fix = "set alphas_cumprod = torch.cumprod(1 - betas, 0), a (T,) float tensor (the scheduler's)"
     if not _is_tensor(abar) or abar.dim() != 1 or not abar.is_floating_point() or len(abar) < 2:
@@ -212,6 +223,34 @@ def _check_alphas(model, failures: _Failures) -> int | None:
         failures.add("alphas_cumprod", f"not strictly decreasing (step {k}: {float(a[k]):.6g} → {float(a[k + 1]):.6g})",
                      "alphas_cumprod[t] must fall with t (more noise at larger t); index it by the training timestep")
     return len(a)
+
+
+def _check_sigmas(model, failures: _Failures) -> int | None:
+    import torch
+
+    sig = model.sigmas
+    fix = ("set sigmas to the (T,) σ grid of the training timesteps, shift applied "
+           "(winoeval.scoring.objectives.flow_sigmas)")
+    if not _is_tensor(sig) or sig.dim() != 1 or not sig.is_floating_point() or len(sig) < 2:
+        failures.add("alphas_cumprod", f"sigmas: got {type(sig).__name__}, not a 1-D float tensor of length ≥ 2", fix)
+        return None
+    s = sig.detach().double().cpu()
+    if not bool(((s > 0) & (s <= 1)).all()):
+        failures.add("alphas_cumprod", f"sigmas outside (0, 1]: min {float(s.min()):.3g}, "
+                                       f"max {float(s.max()):.3g}", fix)
+    if not bool((s[1:] > s[:-1]).all()):
+        k = int(torch.nonzero(s[1:] <= s[:-1])[0])
+        failures.add("alphas_cumprod", f"sigmas not strictly increasing (step {k})",
+                     "sigmas[t] must rise with t (more noise at larger t); index it by the training timestep")
+    return len(s)
+
+
+def _noised(model, z0, t, eps):
+    """x_t as the scorer builds it for the model's objective."""
+    from winoeval.scoring.objectives import noise_grid, noised_and_target, objective_of
+
+    objective = objective_of(model)
+    return noised_and_target(objective, noise_grid(model, objective), z0, t, eps)[0]
 
 
 def _check_denoiser(model, name, images, texts, spans, failures: _Failures) -> None:
@@ -268,7 +307,8 @@ def _check_denoiser(model, name, images, texts, spans, failures: _Failures) -> N
         alone = _call(failures, "batch_independent", "encode_texts of one text", "see the rule",
                       lambda: model.encode_texts([texts[-1]]))
         if alone is not None and not _close(alone[0], conds[-1]):
-            failures.add("batch_independent", f"the condition of {texts[-1]!r} changes with the other texts in the call",
+            failures.add("batch_independent",
+                         f"the condition of {texts[-1]!r} changes with the other texts in the call",
                          "pad to a fixed length (or per text), not to the longest text of the call; the scorer "
                          "encodes texts of several examples at once and caches each text's row")
     if latents is None or conds is None or T is None:
@@ -286,8 +326,7 @@ def _check_denoiser(model, name, images, texts, spans, failures: _Failures) -> N
     eps = torch.randn(z0.shape, generator=gen)
     for t_value in (0, T - 1):
         t = torch.full((n,), t_value, dtype=torch.long)
-        ab = model.alphas_cumprod.detach().double().cpu()[t].float().view(-1, *[1] * (z0.dim() - 1))
-        x_t = (ab.sqrt() * z0 + (1 - ab).sqrt() * eps).to(device=device, dtype=dtype)
+        x_t = _noised(model, z0, t, eps).to(device=device, dtype=dtype)
         cond = conds[k].to(device)
         pred = _call(failures, "predict_noise", f"predict_noise at t = {t_value}",
                      "accept x_t (B, C, H, W) in model.dtype on model.device, t (B,) long, cond (B, ...)",
@@ -317,8 +356,7 @@ def _check_denoiser(model, name, images, texts, spans, failures: _Failures) -> N
     uncond = model.encode_texts([""]) if not any(f.startswith("unconditional") for f in failures) else None
     if uncond is not None:
         t = torch.full((1,), T // 2, dtype=torch.long)
-        ab = model.alphas_cumprod.detach().double().cpu()[t].float().view(-1, *[1] * (z0.dim() - 1))
-        x_t = (ab.sqrt() * z0[:1] + (1 - ab).sqrt() * eps[:1]).to(device=device, dtype=dtype)
+        x_t = _noised(model, z0[:1], t, eps[:1]).to(device=device, dtype=dtype)
         pred = _call(failures, "unconditional", "predict_noise with the condition of ''",
                      "make predict_noise accept the condition encode_texts(['']) returns",
                      lambda: model.predict_noise(x_t, t.to(device), uncond.to(device)))
@@ -381,8 +419,8 @@ def check_task(task: Any, *, config: Any = None, n_pixels: int = 3) -> list[str]
         failures.add("load", f"the loader of {name!r} returned {type(task).__name__}",
                      "return winoeval.api.TaskData(name, metric, examples, size, ...)")
         return failures
-    if task.metric not in ("winoground", "classification"):
-        failures.add("metric", f"metric {task.metric!r}", "use 'winoground' or 'classification'")
+    if task.metric not in ("winoground", "classification", "choice"):
+        failures.add("metric", f"metric {task.metric!r}", "use 'winoground', 'classification' or 'choice'")
         return failures
     if not callable(task.examples):
         failures.add("examples", f"examples is a {type(task.examples).__name__}",
@@ -465,6 +503,8 @@ def _walk(task, failures: _Failures, n_pixels: int) -> list[tuple[str, Any]] | N
                 if resolved is not None:
                     if not resolved:
                         failures.add("images", f"example {eid!r} has no images", "give at least one image")
+                    if task.metric == "choice" and len(resolved) != 1:
+                        failures.add("choice", f"example {eid!r} has {len(resolved)} images", "give exactly 1 image")
                     if task.metric == "winoground" and len(resolved) != 2:
                         failures.add("winoground", f"example {eid!r} has {len(resolved)} images",
                                      "give exactly 2 images; image i matches text i")
@@ -499,6 +539,8 @@ def _check_example_texts(task, example, failures: _Failures) -> None:
             failures.add("winoground", f"example {eid!r} has label {label!r}",
                          "leave label None: image i matches text i")
         return
+    if task.metric == "choice" and len(texts) < 2:
+        failures.add("choice", f"example {eid!r} has {len(texts)} text", "give the true text and at least one other")
     if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(texts):
         failures.add("label", f"example {eid!r} has label {label!r} for {len(texts)} texts",
                      "give the index of the true text in texts (an int)")
@@ -541,7 +583,7 @@ def _check_plugin_command() -> click.Command:
         Prints one line per broken rule, naming the rule and the fix, and exits with status 1 if any;
         `ok` lines otherwise. A model is checked on the images and texts of a task's first examples."""
         from winoeval import registry
-        from winoeval.cli import _key_values
+        from winoeval.options import key_values
         from winoeval.config import ConfigError, RunConfig
 
         models, tasks = registry.models(), registry.tasks()
@@ -567,8 +609,8 @@ def _check_plugin_command() -> click.Command:
                                        f"{plugin!r} registers none), e.g. --task colors for analytic")
         try:
             config = RunConfig(model=name if as_model else "-", task=task_name or name, device=device, dtype=dtype,
-                               data_dir=data_dir, model_args=_key_values(model_arg, "--model-arg"),
-                               task_args=_key_values(task_arg, "--task-arg"))
+                               data_dir=data_dir, model_args=key_values(model_arg, "--model-arg"),
+                               task_args=key_values(task_arg, "--task-arg"))
             if as_model:
                 _check_declared(registry.resolve("model", name)[0], config.model_args, "--model-arg")
             if task_name:

@@ -101,3 +101,36 @@ def test_pictures(model):
     assert picture.size[0] > picture.size[1] / 2
     points, labels = split("test")
     assert points.shape == (400, 2) and labels.tolist()[:4] == [0, 1, 0, 1]
+
+
+def test_the_boundary_plot_reports_the_accuracy_winoeval_run_reports(model, tmp_path):
+    from winoeval_toy2d.plots import held_out_accuracy
+
+    out = evaluate(RunConfig("toy2d", "spirals", scorer_args={"n_samples": (10,)}, output_path=str(tmp_path)),
+                   progress=False)
+    assert held_out_accuracy(model, 10) == out.results["results"]["spirals"]["accuracy"]
+
+
+def test_the_decision_map_is_smooth_with_one_shared_noise_plan(model):
+    """Per-point noise draws speckle the map; one shared plan makes it a smooth function of x: along a
+    line of nearby points the scores change little from one point to the next."""
+    import numpy as np
+
+    from winoeval_toy2d.plots import score_points
+
+    line = np.stack([np.linspace(-1.0, -0.9, 20), np.full(20, 2.0)], axis=1)
+    shared = score_points(model, line, 10, noise="shared")
+    own = score_points(model, line, 10)
+    step = lambda s: float(np.abs(np.diff(s[:, 0] - s[:, 1])).max())  # noqa: E731
+    assert step(shared) < step(own) / 3
+
+
+def test_sample_titles_count_the_points_drawn(tmp_path):
+    from click.testing import CliRunner
+    from winoeval.cli import cli
+
+    out = tmp_path / "s4.png"
+    res = CliRunner().invoke(cli, ["sample", "--model", "toy2d", "--label", "spiral a", "--guidance", "4",
+                                   "--n", "12", "--out", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 12 samples in 1 figure(s) of 'spiral a'" in res.output and out.exists()

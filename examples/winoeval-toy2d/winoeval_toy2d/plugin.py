@@ -48,7 +48,8 @@ def load_task(argument, config):
 
 
 @click.command(name="toy2d")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for toy2d.safetensors and toy2d.json.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for toy2d.safetensors and toy2d.json.")
 @click.option("--steps", default=4000, show_default=True, help="Denoiser training steps.")
 @click.option("--classifier-steps", default=2000, show_default=True, help="Noisy-classifier training steps.")
 @click.option("--batch-size", default=512, show_default=True)
