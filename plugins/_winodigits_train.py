@@ -261,13 +261,8 @@ def winoground_eval(vae, unet, text, tokenizer, scheduler, examples: list[dict],
     from winoeval.plugins.stable_diffusion import StableDiffusionDenoiser
     from winoeval.scoring import make_scorer
 
-    import inspect
-
     model = StableDiffusionDenoiser(unet, vae, text, tokenizer, scheduler, source="training")
-    config = ScorerConfig(n_samples=(n_t,), timesteps="even", seed=seed, normalize=True)
-    # normalisation is in the config; older make_scorer took it as an argument (ignoring the config's)
-    extra = {"normalize": True} if "normalize" in inspect.signature(make_scorer).parameters else {}
-    scorer = make_scorer(model, config, **extra)
+    scorer = make_scorer(model, ScorerConfig(n_samples=(n_t,), timesteps="even", seed=seed, normalize=True))
     items = [(k, ex["id"], [wd.render(sc) for sc in ex["scenes"]], list(ex["captions"]))
              for k, ex in enumerate(examples)]
     verdicts: dict[int, dict] = {}
@@ -344,7 +339,8 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
             if not (Path(vae_from) / name).is_file():
                 raise ValueError(f"--vae-from {vae_from}: no {name} there (a finished winodigits-sd VAE stage)")
             shutil.copy(Path(vae_from) / name, out / name)
-    hparams = dict(grammar=grammar, warmup=warmup, vae_from=vae_from, eval_per_tag=eval_per_tag, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
+    hparams = dict(grammar=grammar, warmup=warmup, vae_from=vae_from, eval_per_tag=eval_per_tag,
+                   epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
                    ema_decay=ema_decay, p_uncond=p_uncond, pool=pool, vae_steps=vae_steps, vae_batch=vae_batch,
                    vae_lr=vae_lr, kl_weight=kl_weight, eval_every=eval_every, eval_n_t=eval_n_t, seed=seed,
                    text_encoder=f"frozen OpenCLIP text tower of {frozen_text}" if frozen_text else "joint")
@@ -541,7 +537,8 @@ def clip_eval(model, tokenizer, images: torch.Tensor, examples: list[dict], tags
     txt = F.normalize(model.encode_text(tokenizer([c for ex in examples for c in ex["captions"]])), dim=-1)
     from winoeval.metrics import winoground_verdicts
 
-    verdicts = {k: winoground_verdicts((img[2 * k:2 * k + 2] @ txt[2 * k:2 * k + 2].T).tolist())  # s[i, j] = s(C_j, I_i)
+    # s[i, j] = s(C_j, I_i)
+    verdicts = {k: winoground_verdicts((img[2 * k:2 * k + 2] @ txt[2 * k:2 * k + 2].T).tolist())
                 for k in range(len(examples))}
     return summarise(examples, verdicts, tags)
 
@@ -607,14 +604,16 @@ def train_clip(out: str | os.PathLike, *, epochs: int = 30, steps_per_epoch: int
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         entry = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": round(float(np.mean(losses)), 5),
-                 "seconds": round(time.time() - t_epoch, 1), "heldout": clip_eval(model, tokenizer, eval_images, evals, tags)}
+                 "seconds": round(time.time() - t_epoch, 1),
+                 "heldout": clip_eval(model, tokenizer, eval_images, evals, tags)}
         history.append(entry)
         save_state(ckpt, model.state_dict(), {"epoch": epoch + 1})
         save_optim(optim_path, opt, {"epoch": epoch + 1})
         _write_json(hist_path, {"epochs": history})
         export_clip(out / "model", model)
         summary = " ".join(f"{k}={v['text']:.2f}/{v['group']:.2f}" for k, v in entry["heldout"].items() if "/" not in k)
-        log(f"clip epoch {epoch + 1}/{epochs} loss {entry['loss']:.4f} ({entry['seconds']:.0f} s) held-out text {summary}")
+        log(f"clip epoch {epoch + 1}/{epochs} loss {entry['loss']:.4f} ({entry['seconds']:.0f} s) "
+            f"held-out text/group {summary}")
         prev = json.loads((out / "recipe.json").read_text()) if (out / "recipe.json").exists() else {}
         _write_json(out / "recipe.json", {
             "model": "winodigits-clip", "format": "open_clip local-dir (open_clip_config.json + safetensors)",
