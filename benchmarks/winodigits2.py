@@ -256,6 +256,28 @@ def render(data: dict) -> str:
                      f"{len(seeds)} seeds), v1 tags {_pct(sum(agg['mean'][t]['group'] for t in TAGS2[:4]) / 4)} %; "
                      f"{above} of {len(seeds)} seeds have the binding group score's Wilson lower bound above chance; "
                      f"seen − unseen on binding tags {100 * gap:+.0f} points.")
+    seeds = list(data["per_seed"].values())
+    if seeds:
+        best = max(v["cells"]["binding"]["group"]["ci95"][0] for v in seeds)
+        sig = sum(m["all"]["p"] < 0.05 and m["all"]["b_only"] > m["all"]["a_only"] for m in data["mcnemar"].values())
+        text = (f"- Reading: no trained run's binding-tag group score is above chance (highest Wilson lower bound "
+                f"{_pct(best)} % vs 16.7 %), so at this budget the comparison cannot say which scorer binds better; "
+                f"CLIP beats the SD run of the same seed on the group verdicts of all items in {sig} of "
+                f"{len(data['mcnemar'])} pairs (McNemar p < 0.05).")
+        for name, e in (data.get("extra") or {}).items():
+            c = e["cells"]
+            g = {k: _pct(v["group"]["rate"]) for k, v in c.items()}
+            text += (f" With {e['samples_seen']:,} images ({name}) CLIP binds digits to colours (conjunction "
+                     f"{g['conjunction']} %, seen/unseen {g['conjunction/seen']}/{g['conjunction/unseen']}; "
+                     f"digit-trade {g['digit-trade']} %)"
+                     f" but not digits to positions (same-colour {_pct(c['same-colour']['group']['rate'])} %, one-axis "
+                     f"{_pct(c['one-axis']['group']['rate'])} %).")
+        for name, e in (data.get("shipped") or {}).items():
+            c = e["cells"]
+            v1 = sum(c[t]["group"]["rate"] for t in TAGS2[:4]) / 4
+            text += (f" Shipped v1 {name}: v1 tags {_pct(v1)} %, binding tags {_pct(c['binding']['group']['rate'])} %"
+                     f" (same-colour {_pct(c['same-colour']['group']['rate'])} %).")
+        lines.append(text)
     lines.append("")
     cols = [*TAGS2, "binding", "all"]
     head = "| scorer | " + " | ".join(cols) + " |"
