@@ -5,8 +5,8 @@
 # Equal image-side training samples per model: 24,064 = SD 2 epochs x 376 steps x batch 32
 #                                                      = CLIP 2 epochs x 188 steps x batch 64.
 # A first round at 8,000 samples (seed 0 only: CLIP and SD-frozen) left both at chance on the validation set
-# (BENCHMARKS.md; its runs were moved to runs/v2-8k); it used SD "--steps-per-epoch 125 --warmup 25 --eval-every 2" and CLIP "--steps-per-epoch 32
-# --batch-size 125 --warmup 6", everything else as below.
+# (BENCHMARKS.md; its runs were moved to runs/v2-8k); it used SD "--steps-per-epoch 125 --warmup 25
+# --eval-every 2" and CLIP "--steps-per-epoch 32 --batch-size 125 --warmup 6", everything else as below.
 # One VAE (seed 0, 500 steps x batch 32 on the v2 stream) is shared by every SD run (--vae-from); its
 # reconstruction error is in RUNS/vae/vae_history.json. The validation score (learning-curve point) is on the
 # winodigits2 validation seed (1), 10 examples per tag, after every epoch.
