@@ -58,7 +58,8 @@ def run(quick: bool = False) -> dict[str, Any]:
             compiled = torch.compile(copy.deepcopy(net))
             compiled(x, t, c)
             variants["compile"] = lambda: compiled(x, t, c)
-            res["compile_seconds"] = {"wall": round(time.perf_counter() - t0, 1), "cpu": round(time.process_time() - c0, 1)}
+            res["compile_seconds"] = {"wall": round(time.perf_counter() - t0, 1),
+                                      "cpu": round(time.process_time() - c0, 1)}
         except Exception as exc:  # a compiler failure is a result, not a crash
             res["compile_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
     ref = net(x, t, c)
@@ -79,7 +80,8 @@ def run(quick: bool = False) -> dict[str, Any]:
             wall[name].append(time.perf_counter() - w0)
     res["wall"], res["cpu"] = wall, cpu
     base = med(cpu["eager"])
-    res["rows"] = [{"variant": n, "cpu_ms_per_eval": 1000 * med(cpu[n]) / B, "wall_ms_per_eval": 1000 * med(wall[n]) / B,
+    res["rows"] = [{"variant": n, "cpu_ms_per_eval": 1000 * med(cpu[n]) / B,
+                    "wall_ms_per_eval": 1000 * med(wall[n]) / B,
                     "gflops_cpu": flops / med(cpu[n]) / 1e9, "speedup_cpu": base / med(cpu[n])} for n in names]
     return res
 
@@ -100,4 +102,5 @@ def render(res: dict[str, Any]) -> str:
             + md_table(["variant", "CPU ms / evaluation", "wall ms / evaluation", "GFLOP/s (CPU time)",
                         "of one core's fp32 peak", "speed (CPU) vs eager", "max |Δε̂| vs eager"], rows) + extra
             + "\n\nbf16 runs the matrix products at twice fp32's rate on this CPU (AVX-512 BF16), hence above the fp32 "
-              "peak; its outputs differ from float32 by the last column's amount, so it changes errors, not only speed.")
+              "peak; its outputs differ from float32 by the last column's amount, so it changes errors, "
+              "not only speed.")

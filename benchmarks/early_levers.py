@@ -62,7 +62,8 @@ def render(res: dict[str, Any]) -> str:
              " / ".join(pct(r["agreement"][k], 0) for k in ("text", "image", "group")),
              ", ".join(r["changed"]) or "—", r["cpu_seconds"]] for r in res["rows"]]
     return (__doc__.split("\n\n", 1)[1].strip()
-            + f"\n\nFull budget: {res['evals_full']:.0f} evaluations per example ({res['cpu_seconds_full']} s of CPU for "
+            + f"\n\nFull budget: {res['evals_full']:.0f} evaluations per example "
+              f"({res['cpu_seconds_full']} s of CPU for "
               f"{res['examples']} examples, 1 thread).\n\n"
             + md_table(["early decision", "evals/example", "of full", "agreement text / image / group",
                         "examples whose verdicts changed", "CPU s"], rows, align="lrrrlr"))

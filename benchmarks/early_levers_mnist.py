@@ -1,7 +1,8 @@
 """early_levers_mnist: MNIST early decision (budget 400) vs fixed N = 20, in CPU time, with lower minimum
 sample counts.
 
-The first 100 held-out digits of the task's class-interleaved order (10 per class), `mnist-unet`, `winoeval`'s runner (the scheduler packs
+The first 100 held-out digits of the task's class-interleaved order (10 per class), `mnist-unet`, \
+`winoeval`'s runner (the scheduler packs
 several digits per forward, batch 128), 1 torch thread, one process; each setting is one run over all
 digits, the runs alternated in a rotating order over 2 rounds (CPU time, ``time.process_time``,
 median). Accuracy and agreement are against fixed N = 20's predictions; agreement with the full

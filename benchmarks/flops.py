@@ -131,11 +131,12 @@ def render(res: dict[str, Any]) -> str:
              f"{med(res['sgemm_gflops']):.0f} GFLOP/s of wall time ({100 * res['sgemm_of_peak']:.0f} % of peak)"
              + (f", {cpu_sg:.0f} GFLOP/s of CPU time" if cpu_sg else "") + ". Other jobs share the machine: wall-time "
              "figures are what a run gets here, CPU-time figures what the hardware does.", ""]
-    rows = [[r["model"], f"{r['gflop_per_forward']:.2f}", f"{1000 * med(r['seconds']):.1f} [{1000 * min(r['seconds']):.1f}–"
+    rows = [[r["model"], f"{r['gflop_per_forward']:.2f}",
+             f"{1000 * med(r['seconds']):.1f} [{1000 * min(r['seconds']):.1f}–"
              f"{1000 * max(r['seconds']):.1f}]", f"{r['gflops']:.1f}", f"{100 * r['of_peak']:.1f} %",
              f"{r['gflops'] / med(res['sgemm_gflops']) * 100:.0f} %",
              f"{1000 * med(r['cpu_seconds']):.1f}" if r.get("cpu_seconds") else "-",
              f"{r['gflops_cpu']:.1f}" if r.get("gflops_cpu") else "-"] for r in res["rows"]]
-    lines.append(md_table(["U-Net forward", "GFLOP / forward", "ms / forward (wall)", "GFLOP/s (wall)", "of nominal peak",
-                           "of sgemm ceiling", "CPU ms / forward", "GFLOP/s (CPU time)"], rows))
+    lines.append(md_table(["U-Net forward", "GFLOP / forward", "ms / forward (wall)", "GFLOP/s (wall)",
+                           "of nominal peak", "of sgemm ceiling", "CPU ms / forward", "GFLOP/s (CPU time)"], rows))
     return "\n".join(lines)

@@ -45,7 +45,8 @@ def write_report(names: list[str], extras: list[str] = ()) -> Path:
     results.update({n: r for n in extras if (r := _load(n)) is not None})
     gpu = (results.get("gpu") or {}).get("data") or {}
     parts = [HEADER, (NO_GPU if "skipped" in gpu or not gpu or gpu.get("dry_run") else
-                      f"**GPU figures: section `gpu`, {gpu.get('device')}, {str(results['gpu'].get('date'))[:10]}.**"), ""]
+                      f"**GPU figures: section `gpu`, {gpu.get('device')}, "
+                      f"{str(results['gpu'].get('date'))[:10]}.**"), ""]
     targets = []
     for name, res in results.items():
         if res:
@@ -84,7 +85,8 @@ def write_report(names: list[str], extras: list[str] = ()) -> Path:
         m = res.get("machine") or {}
         wall = res.get("wall_seconds")
         parts.append(f"Command: `{res.get('command')}`{' (quick)' if res.get('quick') else ''} — {res.get('date')}"
-                     + (f", {wall:.0f} s" if isinstance(wall, (int, float)) else "") + f"; torch {m.get('torch')}, {m.get('torch_threads')} "
+                     + (f", {wall:.0f} s" if isinstance(wall, (int, float)) else "")
+                     + f"; torch {m.get('torch')}, {m.get('torch_threads')} "
                      f"threads, load average at start {m.get('load_average_at_start')}; git {res.get('git')}.")
         parts.append("")
         w = (res.get("data") or {}).get("withdrawn")
