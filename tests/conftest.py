@@ -86,3 +86,14 @@ def register_plugin():
     for plugin in added:
         if manager.is_registered(plugin):
             manager.unregister(plugin)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_exit_in_tests(monkeypatch):
+    """``os._exit`` in the test process would end the session with whatever status it is given — a
+    green run that silently skipped every later test. Here it fails the test that reached it instead."""
+
+    def refuse(code=0):
+        raise AssertionError(f"os._exit({code}) was called inside the test process")
+
+    monkeypatch.setattr(os, "_exit", refuse)
