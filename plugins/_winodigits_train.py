@@ -46,10 +46,12 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 def save_state(path: Path, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_suffix(".tmp")
+    from winoeval.storage import publish, temporary_path
+
+    tmp = temporary_path(path)
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
               metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
-    os.replace(tmp, path)
+    publish(tmp, path)  # 0666 minus the umask (safetensors writes 0600)
 
 
 def prefixed(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -62,9 +64,11 @@ def load_prefixed(module: torch.nn.Module, tensors: dict[str, torch.Tensor], pre
 
 
 def save_optim(path: Path, optimizer, extra: dict) -> None:
-    tmp = path.with_suffix(".tmp")
+    from winoeval.storage import publish, temporary_path
+
+    tmp = temporary_path(path)
     torch.save({"optimizer": optimizer.state_dict(), **extra}, tmp)
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def cosine_lr(step: int, total: int, warmup: int, lr: float, floor: float = 0.05) -> float:
@@ -98,9 +102,9 @@ def stream(grammar: int):
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    from winoeval.storage import atomic_write
+
+    atomic_write(path, json.dumps(obj, indent=1) + "\n")
 
 
 # --- Stable-Diffusion-format model --------------------------------------------------------------
@@ -638,6 +642,8 @@ def float16_copy(src: Path, dest: Path) -> int:
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
+    from winoeval.storage import publish, temporary_path
+
     src, dest = Path(src), Path(dest)
     if dest.exists():
         shutil.rmtree(dest)
@@ -647,7 +653,9 @@ def float16_copy(src: Path, dest: Path) -> int:
         with safe_open(str(f), "pt") as handle:
             meta = handle.metadata() or {}
         tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(f)).items()}
-        save_file(tensors, str(f), metadata=meta or {"format": "pt"})
+        tmp = temporary_path(f)
+        save_file(tensors, str(tmp), metadata=meta or {"format": "pt"})
+        publish(tmp, f)  # shipped files are 0644, not safetensors' 0600
         total += f.stat().st_size
     return total
 
