@@ -42,7 +42,8 @@ if mode == "compile":
     out["max_abs_diff"] = float((r1.errors - r0.errors).abs().max())
     times = {"eager": [], "compiled": []}
     for r in range(reps):
-        for name, s in ((("eager", plain), ("compiled", comp)) if r % 2 == 0 else (("compiled", comp), ("eager", plain))):
+        for name, s in ((("eager", plain), ("compiled", comp)) if r % 2 == 0 """ \
+r"""else (("compiled", comp), ("eager", plain))):
             t0 = time.perf_counter(); s.score(eid, [image], texts); times[name].append(time.perf_counter() - t0)
     out["times"] = times
 else:
@@ -143,7 +144,8 @@ def render(res: dict[str, Any]) -> str:
     c = res["compile"]
     if c.get("ok"):
         lines.append(f"`--compile` (`torch.compile(predict_noise, dynamic=True)`), batch 128, N = 100: first call "
-                     f"(compilation; inductor's on-disk cache may be warm from an earlier run) {c['first_call_s']:.1f} s; then eager {spread(c['times']['eager'])} s vs compiled "
+                     f"(compilation; inductor's on-disk cache may be warm from an earlier run) "
+                     f"{c['first_call_s']:.1f} s; then eager {spread(c['times']['eager'])} s vs compiled "
                      f"{spread(c['times']['compiled'])} s per call → **{c['speedup']:.2f}×**; max |Δ error| "
                      f"{c['max_abs_diff']:.1g}.")
     else:

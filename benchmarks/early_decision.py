@@ -167,7 +167,8 @@ def mnist_part(quick: bool, digits: int | None = None) -> dict[str, Any]:
                       "agreement": sum(p == f for p, f in zip(preds, full_pred)) / n,
                       "accuracy": sum(p == y for p, y in zip(preds, labels)) / n})
     return {
-        "digits": n, "selection": "every held-out digit" if stride == 1 else f"every {stride}th held-out digit (positions 0, {stride}, ...; "
+        "digits": n, "selection": "every held-out digit" if stride == 1 else
+                                  f"every {stride}th held-out digit (positions 0, {stride}, ...; "
                                   f"{n // 10} per class)",
         "checkpoint": str(WEIGHTS), "checkpoint_sha256": file_sha256(WEIGHTS)[:16],
         "runs": runs, "simulation_check": sim_check, "sweep": sweep, "fixed_prefix": fixed,
@@ -262,7 +263,8 @@ def render(res: dict[str, Any]) -> str:
                      pct(r["fraction_of_full"], 2), r["max_evals"], *timed])
     lines.append(md_table(["run", "agreement with full", "accuracy", "evals/image", "of full", "max evals",
                            "s/image", "ms/eval", "speed-up"], rows))
-    dis = {k: m["runs"][k]["disagreements"] for k in ("early", "early_iid", "early_stratified") if k in m["runs"] and m["runs"][k]["disagreements"]}
+    dis = {k: m["runs"][k]["disagreements"] for k in ("early", "early_iid", "early_stratified")
+           if k in m["runs"] and m["runs"][k]["disagreements"]}
     if dis:
         lines += ["", "Disagreements with the full protocol: " + "; ".join(f"{k}: {', '.join(v)}"
                                                                          for k, v in dis.items()) + "."]

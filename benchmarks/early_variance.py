@@ -38,7 +38,8 @@ def full_errors(digits: int) -> dict[str, Any]:
 
     sample, stride = held_out_sample(False, digits)
     path = WORK / f"mnist_full_errors_stride{stride}.pt"
-    saved = torch.load(path, weights_only=True) if path.exists() else {"ids": [], "labels": [], "errors": torch.empty(0, 10, BUDGET)}
+    saved = (torch.load(path, weights_only=True) if path.exists()
+             else {"ids": [], "labels": [], "errors": torch.empty(0, 10, BUDGET)})
     have = len(saved["ids"])
     if have < len(sample) and not os.environ.get("WINOEVAL_BENCH_SAVED_ONLY"):  # =1: use the digits already computed
         torch.set_grad_enabled(False)
@@ -139,7 +140,8 @@ def point_mass_part() -> list[dict[str, Any]]:
                     model = PointMassDenoiser(mu)
                     cfg = ScorerConfig(n_samples=(N,), timesteps=timesteps, early_stop=True, variance=variance)
                     res = DiffusionScorer(model, cfg).score(eid, [x], ["a", "b"])
-                    full = DiffusionScorer(model, ScorerConfig(n_samples=(N,), timesteps=timesteps)).score(eid, [x], ["a", "b"])
+                    full = DiffusionScorer(model, ScorerConfig(n_samples=(N,), timesteps=timesteps)).score(
+                        eid, [x], ["a", "b"])
                     agree += int(res.scores[0].argmax()) == int(full.scores[0].argmax())
                     used.append(int(res.n_used[0].max()))
                 rows.append({"budget": N, "timesteps": timesteps, "variance": variance,
@@ -163,7 +165,8 @@ def winoground_part() -> list[dict[str, Any]]:
         out.append({"variance": variance, "examples": m,
                     "verdict_agreement": sum(f["verdicts"] == e["verdicts"] for f, e in zip(full, early)) / m,
                     "comparison_agreement": sum(a == b for a, b in zip(comps_f, comps_e)) / len(comps_f),
-                    "evals_full": sum(r["n_evals"] for r in full) / m, "evals_early": sum(r["n_evals"] for r in early) / m})
+                    "evals_full": sum(r["n_evals"] for r in full) / m,
+                    "evals_early": sum(r["n_evals"] for r in early) / m})
     return out
 
 
@@ -181,7 +184,8 @@ def run(quick: bool = False, digits: int | None = None) -> dict[str, Any]:
          "measured": f"{pct(best['agreement'])} ({mnist['digits']} digits)", "met": best["agreement"] >= 0.99},
         {"name": "stratified early decision: evaluations vs the full protocol (MNIST)", "target": "<= 5 %",
          "measured": pct(best["fraction_of_full"], 2), "met": best["fraction_of_full"] <= 0.05},
-        {"name": "point-mass denoiser, N = 1000 even: samples used, verdicts = full budget", "target": "well under half, 100 %",
+        {"name": "point-mass denoiser, N = 1000 even: samples used, verdicts = full budget",
+         "target": "well under half, 100 %",
          "measured": f"{pct(pm1000['fraction'], 1)}, {pct(pm1000['agreement'])}",
          "met": pm1000["fraction"] < 0.4 and pm1000["agreement"] == 1.0},
     ]
@@ -213,14 +217,17 @@ def render(res: dict[str, Any]) -> str:
                             pct(f["accuracy"])] for f in m["fixed_prefix"]]))
     pm = res["point_mass"]
     lines += ["", f"Point-mass denoiser (`winoeval.testing.point_mass`, closed form ᾱ_t/(1−ᾱ_t)·‖x−μ_c‖²/D; "
-                  f"{pm[0]['examples']} random 1×8×8 examples, 2 candidates; agreement with the same budget run in full):", ""]
+                  f"{pm[0]['examples']} random 1×8×8 examples, 2 candidates; agreement with the same budget run "
+                  f"in full):", ""]
     lines.append(md_table(["budget N", "timesteps", "variance", "samples used (mean)", "max", "of budget", "agreement"],
                           [[r["budget"], r["timesteps"], r["variance"], f"{r['mean_samples']:.0f}", r["max_samples"],
                             pct(r["fraction"], 1), pct(r["agreement"])] for r in pm]))
     lines += ["", "Analytic toy Winoground (normalised 2×2, budget 1000):", ""]
-    lines.append(md_table(["variance", "examples", "verdict agreement", "comparison agreement", "evals full", "evals early",
+    lines.append(md_table(["variance", "examples", "verdict agreement", "comparison agreement",
+                           "evals full", "evals early",
                            "fraction"],
                           [[w["variance"], w["examples"], pct(w["verdict_agreement"]), pct(w["comparison_agreement"]),
-                            f"{w['evals_full']:.0f}", f"{w['evals_early']:.0f}", pct(w["evals_early"] / w["evals_full"], 1)]
+                            f"{w['evals_full']:.0f}", f"{w['evals_early']:.0f}",
+                            pct(w["evals_early"] / w["evals_full"], 1)]
                            for w in res["winoground"]]))
     return "\n".join(lines)

@@ -517,7 +517,8 @@ def _transformer_sweep(s: dict, emit, build, inputs, sizes: dict[int, list[int]]
     with torch.device(dev):
         model = build()
     model = torch.nn.Module.to(model, dtype=torch.bfloat16).eval()
-    data: dict[str, Any] = {"model": what, "dtype": "bfloat16", "parameters": sum(p.numel() for p in model.parameters()),
+    data: dict[str, Any] = {"model": what, "dtype": "bfloat16",
+                            "parameters": sum(p.numel() for p in model.parameters()),
                             "weights_gib": round(sum(p.numel() * 2 for p in model.parameters()) / 2**30, 3),
                             "build_seconds": round(time.perf_counter() - t0, 1), "rows": []}
     emit(data)
@@ -580,7 +581,8 @@ def section_dit(s: dict, emit) -> dict[str, Any]:
     for side, batches in s["dit_sizes"].items():  # the positional table depends on the sample size
         def inputs(_side, b, side=side):
             g = torch.Generator().manual_seed(side * 1000 + b)
-            return dict(hidden_states=torch.randn(b, cfg["in_channels"], side, side, generator=g).to(dev, torch.bfloat16),
+            return dict(hidden_states=torch.randn(b, cfg["in_channels"], side, side,
+                                                  generator=g).to(dev, torch.bfloat16),
                         timestep=torch.randint(0, 1000, (b,), generator=g).to(dev),
                         class_labels=torch.randint(0, 1000, (b,), generator=g).to(dev))
 
@@ -614,7 +616,8 @@ def run_section(name: str, timeout: float, dry: bool) -> dict[str, Any]:
     WORK.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=WORK) as tmp:
         out = Path(tmp) / "section.json"
-        cmd = [sys.executable, "-m", "benchmarks.gpu", "--section", name, "--out", str(out)] + (["--dry-run"] if dry else [])
+        cmd = ([sys.executable, "-m", "benchmarks.gpu", "--section", name, "--out", str(out)]
+               + (["--dry-run"] if dry else []))
         return run_command(cmd, out, timeout)
 
 
@@ -759,7 +762,8 @@ def render(res: dict[str, Any]) -> str:
                 ", ".join(n for n, _, _ in SECTIONS) + "). Its CPU dry run, `python -m benchmarks --only gpu "
                 "--dry-run`, runs the same code at toy sizes and is a test (tests/test_benchmarks_gpu.py)."
                 + _dry_summary(res.get("last_dry_run")))
-    lines = [f"Device: **{res['device']}**, torch {res['torch']}; {'DRY RUN (toy sizes on the CPU): ' if res['dry_run'] else ''}"
+    lines = [f"Device: **{res['device']}**, torch {res['torch']}; "
+             f"{'DRY RUN (toy sizes on the CPU): ' if res['dry_run'] else ''}"
              f"sections run in subprocesses, script budget {res['budget_s']} s, {res.get('wall_seconds')} s used.", ""]
     lines.append(md_table(["section", "status"], [[n, _status(r)] for n, r in res["sections"].items()], align="ll"))
     p = _sec(res, "pipeline")
@@ -774,23 +778,30 @@ def render(res: dict[str, Any]) -> str:
                 for r in b["rows"]]
         weights = "; weights resident (U-Net, VAE, text encoder): " + ", ".join(
             f"{k} {v} GiB" for k, v in b["weights_gib"].items()) if b.get("weights_gib") else ""
-        lines += ["", f"U-Net alone ({b['latent']}×{b['latent']} latents), fp16 and bf16 alternated; median of the timed "
-                      f"rounds; peak = GPU memory a forward allocates above what was allocated before it{weights}:", "",
+        lines += ["", f"U-Net alone ({b['latent']}×{b['latent']} latents), fp16 and bf16 alternated; median of the "
+                      f"timed rounds; peak = GPU memory a forward allocates above what was allocated before "
+                      f"it{weights}:", "",
                   md_table(["batch", "dtype", "evals/s", "s/forward", "forward peak GiB"], rows)]
     sc = _sec(res, "scorer")
     if sc:
-        lines += ["", f"- Scorer, `batch_size=\"auto\"` ({sc['batch_size']}), {sc['examples']} 2×2 normalised examples, "
-                      f"N = {sc['N']} ({sc['evals']} evaluations in {sc['forwards']} forwards): {sc['scorer_evals_per_s']:.1f} "
-                      f"evals/s (VAE-encoding the images and encoding the texts included) vs bare U-Net forwards of the same "
+        lines += ["", f"- Scorer, `batch_size=\"auto\"` ({sc['batch_size']}), {sc['examples']} 2×2 normalised "
+                      f"examples, "
+                      f"N = {sc['N']} ({sc['evals']} evaluations in {sc['forwards']} forwards): "
+                      f"{sc['scorer_evals_per_s']:.1f} "
+                      f"evals/s (VAE-encoding the images and encoding the texts included) vs bare U-Net forwards of "
+                      f"the same "
                       f"batches {sc['bare_evals_per_s']:.1f} → **{sc['ratio']:.3f}×**; "
-                      f"peak GPU memory {sc['peak_gib'] if sc['peak_gib'] is not None else 'n/a'} GiB (weights included)."]
+                      f"peak GPU memory {sc['peak_gib'] if sc['peak_gib'] is not None else 'n/a'} GiB "
+                      f"(weights included)."]
     o = _sec(res, "original")
     if o:
         lines.append(f"- Original per-pair loop (VAE, tokenizer, text encoder per pair; 32 timesteps per forward) vs "
-                     f"winoeval, {o['examples']} examples × 4 pairs × N = {o['N']}, {o['dtype']}: {median(o['times']['original']):.2f} s vs "
+                     f"winoeval, {o['examples']} examples × 4 pairs × N = {o['N']}, {o['dtype']}: "
+                     f"{median(o['times']['original']):.2f} s vs "
                      f"{median(o['times']['winoeval']):.2f} s → **{o['speed_ratio']:.2f}×**; max relative error "
                      f"difference {o['max_rel_diff']:.1e}.")
-    for name, label in (("sd_plugin", "sd plugin end to end"), ("winodigits", "winodigits-sd"), ("mnist", "mnist-unet")):
+    for name, label in (("sd_plugin", "sd plugin end to end"), ("winodigits", "winodigits-sd"),
+                        ("mnist", "mnist-unet")):
         d = _sec(res, name)
         if not d or "ab" not in d:
             continue
@@ -807,7 +818,8 @@ def render(res: dict[str, Any]) -> str:
         if d.get("agreement"):
             lines.append("")
             lines.append("Verdict agreement: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in d["agreement"].items())
-                         + (f"; evaluations {100 * d['evals_fraction']:.1f} % of the full budget" if d.get("evals_fraction") is not None else "")
+                         + (f"; evaluations {100 * d['evals_fraction']:.1f} % of the full budget"
+                            if d.get("evals_fraction") is not None else "")
                          + (f"; run time ratio {d['time_ratio']:.2f}" if d.get("time_ratio") is not None else "") + ".")
     tr = []
     for name in ("sd3", "dit"):
@@ -820,8 +832,8 @@ def render(res: dict[str, Any]) -> str:
                            "OOM" if r.get("oom") else f"{r['evals_per_s']:.1f}",
                            r.get("peak_gib") if r.get("peak_gib") is not None else "n/a"])
     if tr:
-        lines += ["", "Transformers, random weights, bf16 (median of the timed rounds; peak = memory a forward allocates "
-                      "above the weights and inputs):", "",
+        lines += ["", "Transformers, random weights, bf16 (median of the timed rounds; peak = memory a forward "
+                      "allocates above the weights and inputs):", "",
                   md_table(["model", "M params", "pixels", "batch", "evals/s", "forward peak GiB"], tr, align="lrrrrr")]
     return "\n".join(lines)
 

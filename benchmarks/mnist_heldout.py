@@ -80,7 +80,8 @@ def markdown(result: dict[str, Any]) -> str:
               f"{r['evals_per_image']:.0f}", "—" if r["seconds_per_image"] is None else f"{r['seconds_per_image']:.2f}"]
              for r in rows]
     return "\n".join([
-        f"All {rows[0]['n'] if rows else 500} held-out digits, the shipped checkpoint, `winoeval run --model mnist-unet "
+        f"All {rows[0]['n'] if rows else 500} held-out digits, the shipped checkpoint, "
+        "`winoeval run --model mnist-unet "
         "--task mnist` with the options of each row. Anchor (a public implementation trained on 60k digits): "
         "98.27 / 98.98 / 99.23 % at N = 20 / 50 / 100. Seconds per image on the shared 2-core machine, other jobs "
         "running.", "",

@@ -36,7 +36,8 @@ def _full_errors():
 
     files = sorted(WORK.glob("mnist_full_errors_stride*.pt"), key=lambda p: int(p.stem.rsplit("stride", 1)[1]))
     if not files:
-        raise FileNotFoundError(f"no full-protocol errors in {WORK}: run `python -m benchmarks --only early_decision` first")
+        raise FileNotFoundError(f"no full-protocol errors in {WORK}: "
+                                "run `python -m benchmarks --only early_decision` first")
     data = torch.load(files[0], weights_only=True)  # the smallest stride = the most digits
     return files[0], data
 

@@ -147,7 +147,8 @@ def measure_mnist(n_digits: int, repeats: int) -> dict[str, Any]:
 def winoeval_loop(model, exs, cfg, normalize: bool = False) -> dict[str, Any]:
     from winoeval.scoring import DiffusionScorer
 
-    scorer = DiffusionScorer(model, dataclasses.replace(cfg, normalize=normalize))  # fresh: no text cache carried across runs
+    # fresh: no text cache carried across runs
+    scorer = DiffusionScorer(model, dataclasses.replace(cfg, normalize=normalize))
     return {eid: scorer.score(eid, images, captions) for eid, images, captions in exs}
 
 
@@ -229,7 +230,8 @@ def run(quick: bool = False) -> dict[str, Any]:
                          f"same work)", "target": ">= 1.0×", "measured": f"{c['speed_ratio']:.2f}×",
                  "met": c["speed_ratio"] >= 1.0} for c in cases]
     targets.append({"name": "winoeval speed / original loop (mnist-unet, full protocol N = 400)", "target": ">= 1.0×",
-                    "measured": f"{mnist['speed_ratio']:.2f}× (identical errors: {'yes' if mnist['identical'] else 'NO'})",
+                    "measured": f"{mnist['speed_ratio']:.2f}× "
+                                f"(identical errors: {'yes' if mnist['identical'] else 'NO'})",
                     "met": mnist["speed_ratio"] >= 1.0 and mnist["identical"]})
     return {"cases": cases, "mnist": mnist, "targets": targets}
 
@@ -240,9 +242,11 @@ def render(res: dict[str, Any]) -> str:
     mnist_lines = []
     if m:
         mnist_lines = [
-            "", f"Trained model: `mnist-unet`, the full protocol (N = T = {m['N']} even timesteps, {m['evals_per_example']} "
+            "", f"Trained model: `mnist-unet`, the full protocol (N = T = {m['N']} even timesteps, "
+            f"{m['evals_per_example']} "
             f"evaluations per digit) on {m['digits']} held-out digits; original = the same per-pair loop (per digit × "
-            f"class: encode, x_t, {ORIGINAL_BATCH} timesteps per forward); winoeval = `DiffusionScorer.score` (auto batch "
+            f"class: encode, x_t, {ORIGINAL_BATCH} timesteps per forward); winoeval = `DiffusionScorer.score` "
+            f"(auto batch "
             "128); early = `early_stop=True` with the same budget. Interleaved; seconds for all digits.", "",
             md_table(["", "original s", "winoeval s", "winoeval early s", "identical errors", "speed ratio",
                       "end-to-end speed-up with early decision", "early evals/digit", "early verdict = original"],

@@ -22,10 +22,11 @@ every comparison runs its variants in one process, interleaved and repeated; we 
 are what the targets are about.
 
 Every section below starts with the command, date, git hash, torch threads and load average that made
-it; the targets table names each row's section, date and git hash. No CPU figure may imply more than
-the machine can do (fp32 peak ~156 GFLOP/s on 2 cores; `mnist-unet` costs 0.26 GFLOP per evaluation,
-so nothing under 1.7 ms per evaluation on 2 threads, 3.3 ms on 1): figures that did are marked
-**withdrawn** in their section (and their results file), not silently kept.
+it; the targets table names each row's section, date and git hash. Wall time here depends on the load:
+at a load average of 10 on 2 cores a process gets about a fifth of a core, so wall-clock figures of an
+idle day and a busy day differ several times over; section `flops` gives CPU-time rates (what the
+hardware does) to check any figure against. A figure that cannot be true on the machine is marked
+**withdrawn** in its section and results file (`"withdrawn"`), and later checks are dated notes.
 """
 NO_GPU = "**GPU figures: not measured yet: no GPU has been lent to a session (section `gpu` says how to run them).**"
 
@@ -44,7 +45,8 @@ def write_report(names: list[str], extras: list[str] = ()) -> Path:
     results.update({n: r for n in extras if (r := _load(n)) is not None})
     gpu = (results.get("gpu") or {}).get("data") or {}
     parts = [HEADER, (NO_GPU if "skipped" in gpu or not gpu or gpu.get("dry_run") else
-                      f"**GPU figures: section `gpu`, {gpu.get('device')}, {str(results['gpu'].get('date'))[:10]}.**"), ""]
+                      f"**GPU figures: section `gpu`, {gpu.get('device')}, "
+                      f"{str(results['gpu'].get('date'))[:10]}.**"), ""]
     targets = []
     for name, res in results.items():
         if res:
@@ -83,7 +85,8 @@ def write_report(names: list[str], extras: list[str] = ()) -> Path:
         m = res.get("machine") or {}
         wall = res.get("wall_seconds")
         parts.append(f"Command: `{res.get('command')}`{' (quick)' if res.get('quick') else ''} — {res.get('date')}"
-                     + (f", {wall:.0f} s" if isinstance(wall, (int, float)) else "") + f"; torch {m.get('torch')}, {m.get('torch_threads')} "
+                     + (f", {wall:.0f} s" if isinstance(wall, (int, float)) else "")
+                     + f"; torch {m.get('torch')}, {m.get('torch_threads')} "
                      f"threads, load average at start {m.get('load_average_at_start')}; git {res.get('git')}.")
         parts.append("")
         w = (res.get("data") or {}).get("withdrawn")

@@ -200,11 +200,13 @@ def run(quick: bool = False, digits: int | None = None) -> dict[str, Any]:
     r = mnist["runs"]
     targets = [
         {"name": "MNIST early decision (budget 400, stream) s/image vs fixed N = 20 (stream)", "target": "<= 0.5×",
-         "measured": f"{mnist['ratio_early_stream_vs_fixed20_stream']:.2f}× (accuracy {pct(r['early400_stream']['accuracy'])}"
+         "measured": f"{mnist['ratio_early_stream_vs_fixed20_stream']:.2f}× "
+                     f"(accuracy {pct(r['early400_stream']['accuracy'])}"
                      f" vs {pct(r['fixed20_stream']['accuracy'])}, {mnist['digits']} digits)",
          "met": mnist["ratio_early_stream_vs_fixed20_stream"] <= 0.5
          and r["early400_stream"]["accuracy"] >= r["fixed20_stream"]["accuracy"]},
-        {"name": "MNIST early decision with --confidence 0.95 (stream) s/image vs fixed N = 20 (stream)", "target": "<= 0.5×",
+        {"name": "MNIST early decision with --confidence 0.95 (stream) s/image vs fixed N = 20 (stream)",
+         "target": "<= 0.5×",
          "measured": f"{mnist['ratio_early_c95_stream_vs_fixed20_stream']:.2f}× (accuracy "
                      f"{pct(r['early400_c95_stream']['accuracy'])} vs {pct(r['fixed20_stream']['accuracy'])})",
          "met": mnist["ratio_early_c95_stream_vs_fixed20_stream"] <= 0.5
@@ -227,8 +229,10 @@ def render(res: dict[str, Any]) -> str:
     how = (f"the variants alternate every {m['chunk']} digits (rotating order)" if "chunk" in m else
            "each variant is one stream over all digits, the streams advanced in turn one finished digit at a time "
            "(each step timed)")
-    lines = [f"MNIST, `mnist-unet`, {m['digits']} held-out digits (every {m['stride']}{'nd' if m['stride'] == 2 else 'th'}), batch size 128, "
-             f"{res.get('torch_threads', 1)} torch thread; {how}. Early decision uses the default (stratified) rule.", ""]
+    lines = [f"MNIST, `mnist-unet`, {m['digits']} held-out digits "
+             f"(every {m['stride']}{'nd' if m['stride'] == 2 else 'th'}), batch size 128, "
+             f"{res.get('torch_threads', 1)} torch thread; {how}. "
+             f"Early decision uses the default (stratified) rule.", ""]
     rows = []
     for k, label in names.items():
         if k not in m["runs"]:
@@ -244,7 +248,8 @@ def render(res: dict[str, Any]) -> str:
         lines += ["", "Same prediction through the scheduler as one digit at a time: " +
                   ", ".join(f"{k} {v}/{m['digits']}" for k, v in same.items()) + "."]
     o = res["overhead"]
-    lines += ["", f"Scorer vs bare forwards: the early-decision stream over {o['digits']} digits ({o['forwards']} forwards, "
+    lines += ["", f"Scorer vs bare forwards: the early-decision stream over {o['digits']} digits "
+              f"({o['forwards']} forwards, "
               f"{o['rows']} rows, {o['mean_batch']:.0f} rows per forward) vs `predict_noise` on precomputed inputs of "
               f"exactly those batch sizes: scorer {spread(o['scorer_s'])} s, bare {spread(o['bare_s'])} s → "
               f"**{o['ratio']:.3f}** (two repeats on a shared machine: the spread exceeds the difference; two runs "

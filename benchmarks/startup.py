@@ -163,10 +163,12 @@ def render(res: dict[str, Any]) -> str:
         rows = []
         for label, c in ft["commands"].items():
             for v, runs in c["runs"].items():
-                rows.append([f"`{c['command']}`", v + (f" ({ft['baseline_git']})" if v == "baseline" else ""), len(runs),
+                rows.append([f"`{c['command']}`", v + (f" ({ft['baseline_git']})" if v == "baseline" else ""),
+                             len(runs),
                              spread([r["cpu_s"] for r in runs]), spread([r["bar_s"] for r in runs]),
                              spread([r["tick_s"] for r in runs])])
-        text += ("\n\n`winoeval run` to its first progress-bar tick (fresh subprocess, 1 torch thread, killed at the tick; "
+        text += ("\n\n`winoeval run` to its first progress-bar tick (fresh subprocess, 1 torch thread, killed at "
+                 "the tick; "
                  "variants alternated round by round after one untimed run; median [min–max]). CPU seconds are the "
                  "figure to compare on this shared machine; wall seconds include waiting for the cores.\n\n"
                  + md_table(["command", "variant", "runs", "CPU s to tick", "wall s to bar", "wall s to tick"], rows,

@@ -99,7 +99,8 @@ def render(data: dict[str, Any]) -> str:
     parts = []
     for model, d in data["models"].items():
         keys = d["keys"]
-        parts.append(f"**{model} on {d['task']}** (n = {d['n']}, N = {data['n_samples']} even timesteps, T = {d['T']}):")
+        parts.append(f"**{model} on {d['task']}** (n = {d['n']}, N = {data['n_samples']} even timesteps, "
+                     f"T = {d['T']}):")
         parts.append("")
         header = ["timesteps used", *keys]
         rows = [[f"band {r['band'][0]}–{r['band'][1]} only ({data['n_samples'] // BANDS} samples)",

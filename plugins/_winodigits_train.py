@@ -46,10 +46,12 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 def save_state(path: Path, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_suffix(".tmp")
+    from winoeval.storage import publish, temporary_path
+
+    tmp = temporary_path(path)
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
               metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
-    os.replace(tmp, path)
+    publish(tmp, path)  # 0666 minus the umask (safetensors writes 0600)
 
 
 def prefixed(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -62,9 +64,11 @@ def load_prefixed(module: torch.nn.Module, tensors: dict[str, torch.Tensor], pre
 
 
 def save_optim(path: Path, optimizer, extra: dict) -> None:
-    tmp = path.with_suffix(".tmp")
+    from winoeval.storage import publish, temporary_path
+
+    tmp = temporary_path(path)
     torch.save({"optimizer": optimizer.state_dict(), **extra}, tmp)
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def cosine_lr(step: int, total: int, warmup: int, lr: float, floor: float = 0.05) -> float:
@@ -78,15 +82,29 @@ def n_params(*modules) -> int:
     return sum(p.numel() for m in modules for p in m.parameters())
 
 
-def eval_examples(per_tag: int = EVAL_TAG_EXAMPLES, seed: int = wd.DEFAULT_SEED) -> list[dict]:
-    """The fixed learning-curve subset: the first ``per_tag`` test examples of every tag."""
+def eval_examples(per_tag: int = EVAL_TAG_EXAMPLES, seed: int = wd.DEFAULT_SEED, grammar: int = 1) -> list[dict]:
+    """The fixed learning-curve subset: the first ``per_tag`` examples of every tag. Grammar 1: the v1
+    test examples (seed 0, as the shipped v1 recipes did); grammar 2: the **validation** generator
+    seed :data:`winodigits.VALIDATION_SEED` of ``winodigits2`` (never the test items)."""
+    if grammar == 2:
+        return [wd.make_example2(i, wd.VALIDATION_SEED) for i in range(per_tag * len(wd.TAGS2))]
     return [wd.make_example(i, seed) for i in range(per_tag * len(wd.TAGS))]
 
 
+def stream(grammar: int):
+    """(training_scenes, describe, tags) of a caption grammar: 1 = ``winodigits``, 2 = ``winodigits2``
+    (no held-out colour–digit pairing in any scene or caption; conjunction captions too)."""
+    if grammar == 2:
+        return wd.training_scenes2, wd.describe2, wd.TAGS2
+    if grammar == 1:
+        return wd.training_scenes, wd.describe, wd.TAGS
+    raise ValueError(f"unknown grammar {grammar!r} (1 or 2)")
+
+
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    from winoeval.storage import atomic_write
+
+    atomic_write(path, json.dumps(obj, indent=1) + "\n")
 
 
 # --- Stable-Diffusion-format model --------------------------------------------------------------
@@ -168,7 +186,7 @@ def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
 
 
 def train_vae(vae, out: Path, *, steps: int, batch_size: int, lr: float, kl_weight: float, seed: int,
-              progress: bool, log: Callable[[str], None], n_images: int = 20_000) -> dict:
+              progress: bool, log: Callable[[str], None], n_images: int = 20_000, grammar: int = 1) -> dict:
     """Stage 1 (resumable as a whole: skipped when ``vae_done.safetensors`` exists)."""
     from safetensors.torch import load_file
     from tqdm.auto import tqdm
@@ -179,7 +197,7 @@ def train_vae(vae, out: Path, *, steps: int, batch_size: int, lr: float, kl_weig
         load_prefixed(vae, tensors, "vae")
         return json.loads((out / "vae_history.json").read_text())
     rng = np.random.default_rng([seed, 11])
-    images, _ = wd.training_scenes(n_images, seed=seed + 101)
+    images, _ = stream(grammar)[0](n_images, seed=seed + 101)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     vae.train()
     started, losses = time.time(), []
@@ -208,14 +226,20 @@ def train_vae(vae, out: Path, *, steps: int, batch_size: int, lr: float, kl_weig
         scale = float(1.0 / z.flatten().std())
         recon = vae.decode(z).sample
         val = float(F.mse_loss(recon, x))
+        # held-out reconstruction: the validation scenes (held-out digit glyphs), pixels in [-1, 1]
+        held = [s for ex in eval_examples(grammar=grammar)[:64] for s in ex["scenes"]]
+        xh = to_tensor(np.stack([wd.render_array(s) for s in held]))
+        val_held = float(F.mse_loss(vae.decode(vae.encode(xh).latent_dist.mean).sample, xh))
     vae.register_to_config(scaling_factor=scale)
     hist = {"steps": steps, "batch_size": batch_size, "lr": lr, "kl_weight": kl_weight,
             "seconds": round(time.time() - started, 1), "final_rec_loss": float(np.mean(losses[-100:])),
-            "recon_mse_posterior_mean": val, "scaling_factor": scale,
+            "recon_mse_posterior_mean": val, "recon_mse_heldout_scenes": val_held, "scaling_factor": scale,
+            "grammar": grammar,
             "rec_loss_every_100": [round(float(np.mean(losses[i:i + 100])), 5) for i in range(0, steps, 100)]}
     _write_json(out / "vae_history.json", hist)
     save_state(done, prefixed("vae", vae))
-    log(f"vae done: {steps} steps in {hist['seconds']} s, recon mse {val:.4f}, scaling factor {scale:.4f}")
+    log(f"vae done: {steps} steps in {hist['seconds']} s, recon mse {val:.4f} (held-out scenes {val_held:.4f}), "
+        f"scaling factor {scale:.4f}")
     return hist
 
 
@@ -228,49 +252,42 @@ def encode_latents(vae, images: np.ndarray, batch: int = 256) -> torch.Tensor:
     return torch.cat(out)
 
 
-@torch.no_grad()
-def winoground_eval(unet, text, tokenizer, alphas_cumprod: torch.Tensor, latents: torch.Tensor,
-                    examples: list[dict], n_t: int = 10, seed: int = 0, batch: int = 512) -> dict:
-    """Text / image (raw and normalised) / group scores per tag on pre-encoded example latents
-    (``latents[2k + j]`` = image j of example k), N = ``n_t`` even timesteps, one (t, ε) set per example
-    shared by both images and all texts (the scorer's protocol)."""
-    T = len(alphas_cumprod)
-    ts = torch.floor((torch.arange(n_t, dtype=torch.float64) + 0.5) * T / n_t).long()
-    captions = [c for ex in examples for c in ex["captions"]] + [""]
-    cond = text(tokenize(tokenizer, captions))[0]
-    uncond = cond[-1]
-    g = torch.Generator().manual_seed(seed)
-    errs = torch.zeros(len(examples), 2, 3)  # [example, image, caption 0 | caption 1 | unconditional]
-    jobs = []  # (example, image, text index into cond or -1, x_t, t, eps)
-    for k in range(len(examples)):
-        eps = torch.randn(n_t, *latents.shape[1:], generator=g)
-        ab = alphas_cumprod[ts].view(-1, 1, 1, 1)
-        for j in range(2):
-            x_t = ab.sqrt() * latents[2 * k + j] + (1 - ab).sqrt() * eps
-            for c in range(3):
-                jobs.append((k, j, c, x_t, eps))
-    xs = torch.cat([jb[3] for jb in jobs])
-    es = torch.cat([jb[4] for jb in jobs])
-    tt = ts.repeat(len(jobs))
-    cs = torch.cat([(cond[2 * jb[0] + jb[2]] if jb[2] < 2 else uncond).expand(n_t, -1, -1) for jb in jobs])
-    per = torch.empty(len(xs))
-    for s in range(0, len(xs), batch):
-        pred = unet(xs[s:s + batch], tt[s:s + batch], encoder_hidden_states=cs[s:s + batch]).sample
-        per[s:s + batch] = (pred - es[s:s + batch]).pow(2).flatten(1).mean(1)
-    per = per.view(len(jobs), n_t).mean(1)
-    for (k, j, c, _, _), e in zip(jobs, per):
-        errs[k, j, c] = e
+def winoground_eval(vae, unet, text, tokenizer, scheduler, examples: list[dict], n_t: int = 10, seed: int = 0,
+                    tags: tuple[str, ...] = wd.TAGS, scores: dict | None = None) -> dict:
+    """Per-tag text / image / group scores of the pipeline (vae, unet, text, tokenizer, scheduler) on
+    ``examples``, computed by winoeval's own scorer: the ``sd`` plugin's denoiser and
+    :func:`winoeval.scoring.make_scorer` with N = ``n_t`` even timesteps, ``seed``, normalised scores
+    (the WinoDigits default), so a learning-curve point is what ``winoeval run --model sd:<pipeline>
+    --n-samples n_t --seed seed`` gives on the same examples. v2 examples also get ``tag/seen|unseen``.
+    ``scores``, if given, receives each example's 2 × 2 score matrix by id."""
+    from winoeval.config import ScorerConfig
+    from winoeval.metrics import winoground_verdicts
+    from winoeval.plugins.stable_diffusion import StableDiffusionDenoiser
+    from winoeval.scoring import make_scorer
+
+    model = StableDiffusionDenoiser(unet, vae, text, tokenizer, scheduler, source="training")
+    scorer = make_scorer(model, ScorerConfig(n_samples=(n_t,), timesteps="even", seed=seed, normalize=True))
+    items = [(k, ex["id"], [wd.render(sc) for sc in ex["scenes"]], list(ex["captions"]))
+             for k, ex in enumerate(examples)]
+    verdicts: dict[int, dict] = {}
+    for k, result in scorer.score_stream(items):
+        if isinstance(result, BaseException):
+            raise result
+        verdicts[k] = winoground_verdicts(result.scores.tolist())
+        if scores is not None:
+            scores[examples[k]["id"]] = result.scores.tolist()
+    return summarise(examples, verdicts, tags)
+
+
+def summarise(examples: list[dict], verdicts: dict[int, dict], tags: tuple[str, ...]) -> dict:
+    """{tag | tag/split | "all": {"text", "image", "group", "n"}} from per-example verdicts."""
+    keys = [[ex["tag"], "all"] + ([f"{ex['tag']}/{ex['split']}"] if "split" in ex else []) for ex in examples]
     out: dict[str, dict[str, float]] = {}
-    for tag in list(wd.TAGS) + ["all"]:
-        idx = [k for k, ex in enumerate(examples) if tag in ("all", ex["tag"])]
-        s = -errs[idx]  # score = −error
-        text_ok = (s[:, 0, 0] > s[:, 0, 1]) & (s[:, 1, 1] > s[:, 1, 0])
-        img_raw = (s[:, 0, 0] > s[:, 1, 0]) & (s[:, 1, 1] > s[:, 0, 1])
-        sn = s[:, :, :2] - s[:, :, 2:3]  # normalised: −(err(x, c) − err(x, ∅))
-        img_norm = (sn[:, 0, 0] > sn[:, 1, 0]) & (sn[:, 1, 1] > sn[:, 0, 1])
-        out[tag] = {"text": float(text_ok.float().mean()), "image": float(img_raw.float().mean()),
-                    "image_norm": float(img_norm.float().mean()),
-                    "group_norm": float((text_ok & img_norm).float().mean()), "n": len(idx)}
+    for tag in [*tags, *[f"{t}/{sp}" for t in tags for sp in ("seen", "unseen")], "all"]:
+        idx = [k for k in range(len(examples)) if tag in keys[k]]
+        if idx:
+            out[tag] = {m: sum(verdicts[k][m] for k in idx) / len(idx) for m in ("text", "image", "group")}
+            out[tag]["n"] = len(idx)
     return out
 
 
@@ -299,9 +316,13 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
              vae_steps: int = 1500, vae_batch: int = 64, vae_lr: float = 1e-3, kl_weight: float = 1e-4,
              eval_every: int = 1, eval_n_t: int = 10, seed: int = 0, resume: bool = False, overwrite: bool = False,
              threads: int | None = None, progress: bool = True, command: str = "",
-             log: Callable[[str], None] = print, frozen_text: str | None = None) -> dict:
+             log: Callable[[str], None] = print, frozen_text: str | None = None, grammar: int = 1,
+             warmup: int = 500, vae_from: str | None = None, eval_per_tag: int = EVAL_TAG_EXAMPLES) -> dict:
     """Train the WinoDigits latent diffusion model in ``out`` (see the module docstring). With
-    ``frozen_text`` (a trained OpenCLIP folder) the text encoder is that model's text tower, frozen."""
+    ``frozen_text`` (a trained OpenCLIP folder) the text encoder is that model's text tower, frozen.
+    ``grammar`` 2 trains on the ``winodigits2`` stream (held-out pairings excluded) and draws the
+    learning curve on its validation seed; ``vae_from`` reuses the finished VAE stage of another run
+    (its ``vae_done.safetensors`` and ``vae_history.json`` are copied in)."""
     from safetensors.torch import load_file
     from tqdm.auto import tqdm
 
@@ -314,7 +335,16 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
     resume = start_mode(out, ["vae_done.safetensors"], resume=resume, overwrite=overwrite, log=log,
                         run_files=[ckpt.name, optim_path.name, hist_path.name, "vae_history.json",
                                    "recipe.json"]) == "resume"
-    hparams = dict(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
+    make_scenes, describe_fn, tags = stream(grammar)
+    if vae_from and not (out / "vae_done.safetensors").exists():
+        import shutil
+
+        for name in ("vae_done.safetensors", "vae_history.json"):
+            if not (Path(vae_from) / name).is_file():
+                raise ValueError(f"--vae-from {vae_from}: no {name} there (a finished winodigits-sd VAE stage)")
+            shutil.copy(Path(vae_from) / name, out / name)
+    hparams = dict(grammar=grammar, warmup=warmup, vae_from=vae_from, eval_per_tag=eval_per_tag,
+                   epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
                    ema_decay=ema_decay, p_uncond=p_uncond, pool=pool, vae_steps=vae_steps, vae_batch=vae_batch,
                    vae_lr=vae_lr, kl_weight=kl_weight, eval_every=eval_every, eval_n_t=eval_n_t, seed=seed,
                    text_encoder=f"frozen OpenCLIP text tower of {frozen_text}" if frozen_text else "joint")
@@ -322,16 +352,14 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
     if frozen_text:
         text = clip_text_encoder(frozen_text, tokenizer).requires_grad_(False)
     vae_hist = train_vae(vae, out, steps=vae_steps, batch_size=vae_batch, lr=vae_lr, kl_weight=kl_weight,
-                         seed=seed, progress=progress, log=log, n_images=min(20_000, pool))
+                         seed=seed, progress=progress, log=log, n_images=min(20_000, pool), grammar=grammar)
     vae.eval().requires_grad_(False)
     t0 = time.time()
-    images, scenes = wd.training_scenes(pool, seed=seed)
+    images, scenes = make_scenes(pool, seed=seed)
     latents = encode_latents(vae, images)
     del images
-    evals = eval_examples() if eval_every else []
-    eval_latents = encode_latents(vae, np.stack([wd.render_array(s) for ex in evals for s in ex["scenes"]])) \
-        if evals else None
-    log(f"encoded {pool} training scenes and {len(evals)} held-out examples in {time.time() - t0:.0f} s "
+    evals = eval_examples(eval_per_tag, grammar=grammar) if eval_every else []
+    log(f"encoded {pool} training scenes in {time.time() - t0:.0f} s "
         f"(latent std {float(latents.std()):.3f})")
     import copy
 
@@ -367,9 +395,9 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
         for i in bar:
             step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
-                group["lr"] = cosine_lr(step, total, 500, lr)
+                group["lr"] = cosine_lr(step, total, warmup, lr)
             idx = rng.integers(0, pool, batch_size)
-            captions = ["" if rng.random() < p_uncond else wd.describe(scenes[j], rng) for j in idx]
+            captions = ["" if rng.random() < p_uncond else describe_fn(scenes[j], rng) for j in idx]
             z0 = latents[torch.from_numpy(idx)]
             t = torch.randint(0, T, (batch_size,), generator=g)
             eps = torch.randn(z0.shape, generator=g)
@@ -395,8 +423,8 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
                                  "seconds": round(time.time() - t_epoch, 1)}
         if eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
             te = time.time()
-            entry["heldout"] = winoground_eval(ema_unet, ema_text, tokenizer, alphas, eval_latents, evals,
-                                               n_t=eval_n_t, seed=seed)
+            entry["heldout"] = winoground_eval(vae, ema_unet, ema_text, tokenizer, scheduler, evals,
+                                               n_t=eval_n_t, seed=seed, tags=tags)
             entry["eval_seconds"] = round(time.time() - te, 1)
         history.append(entry)
         tensors = {**prefixed("unet", unet), **prefixed("text", text), **prefixed("ema_unet", ema_unet),
@@ -406,11 +434,31 @@ def train_sd(out: str | os.PathLike, *, epochs: int = 40, steps_per_epoch: int =
         _write_json(hist_path, {"epochs": history})
         export_pipeline(out / "pipeline", vae, ema_unet, ema_text, tokenizer, scheduler)
         ho = entry.get("heldout", {})
-        summary = " ".join(f"{k}={v['text']:.2f}" for k, v in ho.items()) if ho else ""
-        log(f"epoch {epoch + 1}/{epochs} loss {entry['loss']:.4f} ({entry['seconds']:.0f} s) held-out text {summary}")
+        summary = " ".join(f"{k}={v['text']:.2f}/{v['group']:.2f}" for k, v in ho.items() if "/" not in k)
+        log(f"epoch {epoch + 1}/{epochs} loss {entry['loss']:.4f} ({entry['seconds']:.0f} s) held-out text/group "
+            f"{summary}")
         write_sd_recipe(out, hparams, vae_hist, history, command, n_params(vae), n_params(unet), n_params(text))
     log(f"done in {time.time() - started:.0f} s")
     return {"history": history, "vae": vae_hist}
+
+
+DATA_TEXT = {
+    1: ("random WinoDigits training scenes (winoeval.tasks.winodigits.training_scenes) from the 4,500 "
+        "training digits of winoeval.tasks.mnist.mnist_split(); the 500 held-out digits never seen; "
+        "captions re-drawn per use by winodigits.describe (either order, 50 % with a true 'not R')"),
+    2: ("random WinoDigits-2 training scenes (winoeval.tasks.winodigits.training_scenes2) from the 4,500 training "
+        "digits; no scene or caption holds a held-out colour-digit pairing (winodigits.HELD_OUT); captions re-drawn "
+        "per use by winodigits.describe2 (20 % 'a C D and a C D' in either order, else relational in either "
+        "order, 30 % of those with a true 'not R')"),
+}
+
+
+def curve_text(hparams: dict) -> str:
+    per_tag = hparams.get("eval_per_tag", EVAL_TAG_EXAMPLES)
+    if hparams.get("grammar", 1) == 2:
+        return (f"first {per_tag} examples per tag of the winodigits2 VALIDATION set (generator seed "
+                f"{wd.VALIDATION_SEED}; the test set is seed 0)")
+    return f"first {per_tag} held-out test examples per tag (winodigits ids 0..{per_tag * 4 - 1})"
 
 
 def write_sd_recipe(out: Path, hparams: dict, vae_hist: dict, history: list[dict], command: str,
@@ -430,16 +478,14 @@ def write_sd_recipe(out: Path, hparams: dict, vae_hist: dict, history: list[dict
                          for k, v in SD_ARCH.items()},
         "params": {"vae": vae_params, "unet": unet_params, "text_encoder": text_params},
         "tokenizer": f"CLIP BPE (open_clip's bpe_simple_vocab_16e6), model_max_length {CONTEXT}",
-        "data": ("random WinoDigits training scenes (winoeval.tasks.winodigits.training_scenes) from the 4,500 "
-                 "training digits of winoeval.tasks.mnist.mnist_split(); the 500 held-out digits never seen; "
-                 "captions re-drawn per use by winodigits.describe (either order, 50 % with a true 'not R')"),
+        "data": DATA_TEXT[hparams.get("grammar", 1)],
         "objective": "epsilon MSE, t uniform over 1000 scaled-linear DDPM steps, caption dropout p_uncond, "
                      f"text encoder: {hparams.get('text_encoder', 'joint')} (joint = trained from scratch together "
                      "with the U-Net), EMA weights shipped",
         "hyperparameters": hparams,
         "vae_training": vae_hist,
-        "learning_curve_subset": f"first {EVAL_TAG_EXAMPLES} held-out test examples per tag (winodigits ids "
-                                 f"0..{EVAL_TAG_EXAMPLES * 4 - 1}), N=eval_n_t even timesteps, EMA weights",
+        "learning_curve_subset": curve_text(hparams) + ", N=eval_n_t even timesteps, EMA weights, "
+                                 "winoeval's scorer (normalised)",
         "command": prev.get("command") or command,
         "epochs_done": len(history),
         "train_seconds": round(sum(h["seconds"] + h.get("eval_seconds", 0) for h in history)
@@ -489,28 +535,23 @@ def export_clip(path: Path, model, dtype=torch.float32) -> Path:
 
 
 @torch.no_grad()
-def clip_eval(model, tokenizer, images: torch.Tensor, examples: list[dict]) -> dict:
+def clip_eval(model, tokenizer, images: torch.Tensor, examples: list[dict], tags: tuple[str, ...] = wd.TAGS) -> dict:
     model.eval()
     img = F.normalize(model.encode_image(images), dim=-1)
     txt = F.normalize(model.encode_text(tokenizer([c for ex in examples for c in ex["captions"]])), dim=-1)
-    out = {}
-    for tag in list(wd.TAGS) + ["all"]:
-        idx = [k for k, ex in enumerate(examples) if tag in ("all", ex["tag"])]
-        text_ok = img_ok = 0
-        for k in idx:
-            s = img[2 * k:2 * k + 2] @ txt[2 * k:2 * k + 2].T  # s[i, j] = s(C_j, I_i)
-            t_ok = bool(s[0, 0] > s[0, 1] and s[1, 1] > s[1, 0])
-            i_ok = bool(s[0, 0] > s[1, 0] and s[1, 1] > s[0, 1])
-            text_ok += t_ok
-            img_ok += i_ok
-        out[tag] = {"text": text_ok / len(idx), "image": img_ok / len(idx), "n": len(idx)}
-    return out
+    from winoeval.metrics import winoground_verdicts
+
+    # s[i, j] = s(C_j, I_i)
+    verdicts = {k: winoground_verdicts((img[2 * k:2 * k + 2] @ txt[2 * k:2 * k + 2].T).tolist())
+                for k in range(len(examples))}
+    return summarise(examples, verdicts, tags)
 
 
 def train_clip(out: str | os.PathLike, *, epochs: int = 30, steps_per_epoch: int = 200, batch_size: int = 256,
                lr: float = 1e-3, pool: int = 40_000, seed: int = 0, resume: bool = False, overwrite: bool = False,
                threads: int | None = None, progress: bool = True, command: str = "",
-               log: Callable[[str], None] = print) -> dict:
+               log: Callable[[str], None] = print, grammar: int = 1, warmup: int = 200,
+               eval_per_tag: int = EVAL_TAG_EXAMPLES) -> dict:
     """Train the tiny OpenCLIP model in ``out`` (InfoNCE, in-batch negatives only)."""
     import datetime
 
@@ -524,10 +565,12 @@ def train_clip(out: str | os.PathLike, *, epochs: int = 30, steps_per_epoch: int
     ckpt, optim_path, hist_path = out / "checkpoint.safetensors", out / "optim.pt", out / "history.json"
     resume = start_mode(out, [ckpt.name, optim_path.name], resume=resume, overwrite=overwrite, log=log,
                         run_files=[hist_path.name, "recipe.json"]) == "resume"
-    hparams = dict(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, pool=pool, seed=seed)
+    hparams = dict(grammar=grammar, warmup=warmup, eval_per_tag=eval_per_tag, epochs=epochs,
+                   steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, pool=pool, seed=seed)
+    make_scenes, describe_fn, tags = stream(grammar)
     model, tokenizer = build_clip(seed, out)
-    images, scenes = wd.training_scenes(pool, seed=seed + 202)
-    evals = eval_examples()
+    images, scenes = make_scenes(pool, seed=seed + 202)
+    evals = eval_examples(eval_per_tag, grammar=grammar)
     eval_images = to_tensor(np.stack([wd.render_array(s) for ex in evals for s in ex["scenes"]]))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
     history: list[dict] = []
@@ -548,10 +591,10 @@ def train_clip(out: str | os.PathLike, *, epochs: int = 30, steps_per_epoch: int
         for i in bar:
             step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
-                group["lr"] = cosine_lr(step, total, 200, lr)
+                group["lr"] = cosine_lr(step, total, warmup, lr)
             idx = rng.choice(pool, batch_size, replace=False)
             x = to_tensor(images[idx])
-            tokens = tokenizer([wd.describe(scenes[j], rng) for j in idx])
+            tokens = tokenizer([describe_fn(scenes[j], rng) for j in idx])
             img_f, txt_f, scale = model(x, tokens)[:3]
             logits = scale * img_f @ txt_f.T
             labels = torch.arange(batch_size)
@@ -565,19 +608,21 @@ def train_clip(out: str | os.PathLike, *, epochs: int = 30, steps_per_epoch: int
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         entry = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": round(float(np.mean(losses)), 5),
-                 "seconds": round(time.time() - t_epoch, 1), "heldout": clip_eval(model, tokenizer, eval_images, evals)}
+                 "seconds": round(time.time() - t_epoch, 1),
+                 "heldout": clip_eval(model, tokenizer, eval_images, evals, tags)}
         history.append(entry)
         save_state(ckpt, model.state_dict(), {"epoch": epoch + 1})
         save_optim(optim_path, opt, {"epoch": epoch + 1})
         _write_json(hist_path, {"epochs": history})
         export_clip(out / "model", model)
-        summary = " ".join(f"{k}={v['text']:.2f}" for k, v in entry["heldout"].items())
-        log(f"clip epoch {epoch + 1}/{epochs} loss {entry['loss']:.4f} ({entry['seconds']:.0f} s) held-out text {summary}")
+        summary = " ".join(f"{k}={v['text']:.2f}/{v['group']:.2f}" for k, v in entry["heldout"].items() if "/" not in k)
+        log(f"clip epoch {epoch + 1}/{epochs} loss {entry['loss']:.4f} ({entry['seconds']:.0f} s) "
+            f"held-out text/group {summary}")
         prev = json.loads((out / "recipe.json").read_text()) if (out / "recipe.json").exists() else {}
         _write_json(out / "recipe.json", {
             "model": "winodigits-clip", "format": "open_clip local-dir (open_clip_config.json + safetensors)",
             "model_cfg": CLIP_CFG, "preprocess_cfg": CLIP_PREPROCESS, "params": n_params(model),
-            "data": "random WinoDigits training scenes from the 4,500 training digits (see winodigits-sd)",
+            "data": DATA_TEXT[grammar], "learning_curve_subset": curve_text(hparams),
             "objective": "symmetric InfoNCE, learned temperature, in-batch negatives only (no hard negatives)",
             "hyperparameters": hparams, "command": prev.get("command") or command, "epochs_done": len(history),
             "train_seconds": round(sum(h["seconds"] for h in history), 1), "torch": torch.__version__,
@@ -597,6 +642,8 @@ def float16_copy(src: Path, dest: Path) -> int:
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
+    from winoeval.storage import publish, temporary_path
+
     src, dest = Path(src), Path(dest)
     if dest.exists():
         shutil.rmtree(dest)
@@ -606,7 +653,9 @@ def float16_copy(src: Path, dest: Path) -> int:
         with safe_open(str(f), "pt") as handle:
             meta = handle.metadata() or {}
         tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(f)).items()}
-        save_file(tensors, str(f), metadata=meta or {"format": "pt"})
+        tmp = temporary_path(f)
+        save_file(tensors, str(tmp), metadata=meta or {"format": "pt"})
+        publish(tmp, f)  # shipped files are 0644, not safetensors' 0600
         total += f.stat().st_size
     return total
 

@@ -124,7 +124,8 @@ def parse_sigma(argument: str | None, default: float, name: str) -> float:
         raise ConfigError(f"{name}:{argument}: the argument is the noise sigma, a number, written {name}:sigma=S "
                           f"(e.g. {name}:sigma=0.3)") from None
     if not 0 <= sigma < float("inf"):
-        raise ConfigError(f"{name}:{argument}: the noise sigma must be a finite number >= 0")
+        raise ConfigError(f"{name}:{argument}: the noise sigma must be a finite number >= 0, written "
+                          f"{name}:sigma=S (e.g. {name}:sigma=0.3)")
     return sigma
 
 

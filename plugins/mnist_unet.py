@@ -160,7 +160,8 @@ def checkpoint_path(config: Any) -> Path:
         try:
             keys = set(json.loads(fh.read(size)))
         except ValueError:
-            raise ConfigError(f"--model-arg checkpoint={args['checkpoint']}: its safetensors header is damaged") from None
+            raise ConfigError(f"--model-arg checkpoint={args['checkpoint']}: "
+                              "its safetensors header is damaged") from None
     if args.get("weights") == "model" and not any(k.startswith("model.") for k in keys):
         raise ConfigError(f"--model-arg weights=model: {path.name} holds one set of weights (no raw training "
                           f"weights); pass the training folder's checkpoint.safetensors, or drop weights=model")

@@ -264,7 +264,8 @@ def check_model_index(index: dict, where: str) -> dict:
         hint = {"StableDiffusion3Pipeline": "; for SD 3 use --model sd3:...", "FluxPipeline": "; for Flux use --model "
                 "flux:...", "DiTPipeline": "; for DiT use --model dit:..."}.get(index.get("_class_name"), "")
         raise ConfigError(f"{where}: a {index.get('_class_name')} (SDXL/SD3-style, two text encoders or a "
-                          f"transformer) is not supported; the sd plugin takes Stable Diffusion 1.x/2.x pipelines{hint}")
+                          f"transformer) is not supported; the sd plugin takes Stable Diffusion 1.x/2.x "
+                          f"pipelines{hint}")
     missing = [c for c in COMPONENTS if not (isinstance(index.get(c), list) and index[c][0] is not None)]
     if missing:
         raise ConfigError(f"{where}: not a Stable Diffusion pipeline ({index.get('_class_name')}); "

@@ -10,7 +10,9 @@
 
 Training: ``winoeval train winodigits-sd --out DIR`` and ``winoeval train winodigits-clip --out DIR``
 (resumable with ``--resume``; recipes with the learning curve in ``DIR/recipe.json``; the shipped
-recipes are ``winodigits_sd/recipe.json`` and ``winodigits_clip/recipe.json``).
+recipes are ``winodigits_sd/recipe.json`` and ``winodigits_clip/recipe.json``). ``--grammar 2`` trains on the
+``winodigits2`` stream instead (held-out colour–digit pairings never shown; learning curve on its validation
+seed): the WinoDigits-2 recipe is ``benchmarks/winodigits2_train.sh``.
 """
 
 from __future__ import annotations
@@ -76,8 +78,13 @@ def _log(msg: str) -> None:
 
 
 def _run_options(command):
-    """The options both trainers share (seed, resume/overwrite, threads, progress)."""
+    """The options both trainers share (grammar, seed, resume/overwrite, threads, progress)."""
     for option in reversed((
+            click.option("--grammar", type=click.IntRange(1, 2), default=1, show_default=True,
+                         help="Training stream: 1 = winodigits (v1, the shipped models), 2 = winodigits2 (no "
+                              "held-out colour-digit pairing anywhere; learning curve on the validation seed)."),
+            click.option("--eval-per-tag", type=click.IntRange(min=1), default=20, show_default=True,
+                         help="Learning-curve examples per tag (v1: test ids; v2: the validation seed)."),
             click.option("--seed", type=int, default=0, show_default=True),
             click.option("--resume", is_flag=True, help="Continue the run saved in --out."),
             click.option("--overwrite", is_flag=True,
@@ -105,12 +112,17 @@ def _run_options(command):
               help="Held-out per-tag scores every N epochs (0: never).")
 @click.option("--eval-n-t", type=click.IntRange(min=1), default=10, show_default=True,
               help="Timesteps per held-out evaluation.")
+@click.option("--warmup", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Linear warm-up steps of the U-Net learning rate (then cosine).")
+@click.option("--vae-from", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Reuse the finished VAE stage of this earlier run folder instead of training one.")
 @click.option("--frozen-text", type=click.Path(exists=True, file_okay=False), default=None,
               help="Use the text tower of this trained OpenCLIP folder (e.g. winodigits-clip's), frozen, as the "
                    "text encoder (SD 2 style) instead of training one jointly.")
 @_run_options
 def train_sd_command(out, epochs, steps_per_epoch, batch_size, lr, ema_decay, p_uncond, pool, vae_steps, vae_batch,
-                     eval_every, eval_n_t, frozen_text, seed, resume, overwrite, threads, no_progress):
+                     eval_every, eval_n_t, warmup, vae_from, frozen_text, grammar, eval_per_tag, seed, resume,
+                     overwrite, threads, no_progress):
     """Train winodigits-sd: VAE, then the U-Net (+ a text encoder jointly, unless --frozen-text). The shipped
     model: --frozen-text with winodigits-clip's folder (defaults = the shipped recipe; BENCHMARKS.md has times)."""
     from . import _winodigits_train as tr
@@ -118,7 +130,8 @@ def train_sd_command(out, epochs, steps_per_epoch, batch_size, lr, ema_decay, p_
     tr.train_sd(out, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
                 ema_decay=ema_decay, p_uncond=p_uncond, pool=pool, vae_steps=vae_steps, vae_batch=vae_batch,
                 eval_every=eval_every, eval_n_t=eval_n_t, seed=seed, resume=resume, overwrite=overwrite,
-                threads=threads, progress=not no_progress, command=_command(), log=_log, frozen_text=frozen_text)
+                threads=threads, progress=not no_progress, command=_command(), log=_log, frozen_text=frozen_text,
+                grammar=grammar, warmup=warmup, vae_from=vae_from, eval_per_tag=eval_per_tag)
 
 
 @click.command(name="winodigits-clip")
@@ -130,9 +143,11 @@ def train_sd_command(out, epochs, steps_per_epoch, batch_size, lr, ema_decay, p_
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="AdamW peak learning rate (cosine).")
 @click.option("--pool", type=click.IntRange(min=100), default=30_000, show_default=True,
               help="Training scenes rendered once.")
+@click.option("--warmup", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Linear warm-up steps of the learning rate (then cosine).")
 @_run_options
-def train_clip_command(out, epochs, steps_per_epoch, batch_size, lr, pool, seed, resume, overwrite, threads,
-                       no_progress):
+def train_clip_command(out, epochs, steps_per_epoch, batch_size, lr, pool, warmup, grammar, eval_per_tag, seed, resume,
+                       overwrite, threads, no_progress):
     """Train winodigits-clip: a tiny OpenCLIP, contrastive with in-batch negatives only."""
     from . import _winodigits_train as tr
 
@@ -140,7 +155,7 @@ def train_clip_command(out, epochs, steps_per_epoch, batch_size, lr, pool, seed,
         raise click.UsageError(f"--pool ({pool}) must be at least --batch-size ({batch_size})")
     tr.train_clip(out, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, pool=pool,
                   seed=seed, resume=resume, overwrite=overwrite, threads=threads, progress=not no_progress,
-                  command=_command(), log=_log)
+                  command=_command(), log=_log, grammar=grammar, warmup=warmup, eval_per_tag=eval_per_tag)
 
 
 @hookimpl

@@ -34,6 +34,23 @@ examples are the same on every machine, in any order, and need no files.
 
 ``winodigits:object|attribute|relation|control`` keeps one tag (the ids stay those of the full set).
 ``--task-arg n=N`` (default 400) and ``--task-arg seed=S`` (default 0) change the set.
+
+WinoDigits 2 (``winodigits2``)
+------------------------------
+v1 above is kept byte for byte. Its three swap tags are solved by a digit-blind rule ("the first-mentioned
+colour sits in the slot the relation names"), so v2 adds four tags that need binding (tag
+``TAGS2[i % 8]``; :data:`BINDING_TAGS`): ``same-colour`` (one colour, the digits trade places:
+digit↔position), ``digit-trade`` (colours stay in place, the digits trade), ``conjunction`` (as
+digit-trade, captions "a C D and a C D" without a relation: digit↔colour; the second caption names the
+second slot first) and ``one-axis`` (one colour, the relation flips on its own axis: left of ↔ right of).
+Shortcut oracles for them: ``plugins/winodigits_oracle.py``.
+
+Compositional split: the colour–digit pairings :data:`HELD_OUT` (8 of 40) never occur in a v2 training
+scene or caption (:func:`training_scenes2`, :func:`describe2`). Example ``i`` is ``unseen`` (a scene
+shows a held-out pairing) for odd ``i // 8`` and ``seen`` for even, drawn again from its own stream until it
+fits, so every prefix of 16 is balanced over tag × split. Seed 0 is the test set, seed
+:data:`VALIDATION_SEED` the validation set (learning curves, any selection). Images carry their scene in
+``image.info["winodigits_scene"]`` (what the oracles read).
 """
 
 from __future__ import annotations
@@ -298,8 +315,212 @@ def training_scenes(n: int, seed: int, part: str = "train"):
     return np.stack([render_array(s) for s in scenes]), scenes
 
 
+# =============================================================================================
+# WinoDigits 2 (``winodigits2``): binding tags, shortcut oracles and a compositional split
+# =============================================================================================
+GENERATOR2_VERSION = 2
+TAGS2 = ("object", "attribute", "relation", "control", "same-colour", "digit-trade", "conjunction", "one-axis")
+BINDING_TAGS = ("same-colour", "digit-trade", "conjunction", "one-axis")
+#: colour–digit pairings that never occur in a v2 training scene or caption (8 of the 40): colour k of
+#: COLOURS is held out with digit d when (d + k) % 5 == 0
+HELD_OUT = frozenset((c, d) for k, c in enumerate(COLOURS) for d in range(10) if (d + k) % 5 == 0)
+DEFAULT_N2 = 800
+VALIDATION_SEED = 1  # the generator seed trainers select and draw learning curves on (the test set is seed 0)
+BREAKDOWNS2 = ("collapsed_tag", "split", "binding", "contrast")
+TASK_OPTIONS2 = {"n": f"number of examples, balanced over the 8 tags and the two splits [{DEFAULT_N2}]",
+                 "seed": f"seed of the generated examples [{DEFAULT_SEED}]; {VALIDATION_SEED} is the validation set"}
+
+
+def conjunction_caption(first: Thing, second: Thing) -> str:
+    return f"{first.words} and {second.words}"
+
+
+def pairings(scenes) -> set[tuple[str, int]]:
+    """The (colour, digit) pairings shown in ``scenes``."""
+    return {(t.colour, t.digit) for s in scenes for t in (s.first, s.second)}
+
+
+def caption_pairings(caption: str) -> set[tuple[str, int]]:
+    """The (colour, digit) pairings a caption of either grammar names ("a red 3 ... a blue 7 ...")."""
+    words = caption.split()
+    return {(words[i + 1], int(words[i + 2])) for i, w in enumerate(words[:-2])
+            if w == "a" and words[i + 1] in COLOURS and words[i + 2].isdigit()}
+
+
+def _draw2(rng, tag: str, index: int, pools):
+    """One v2 example's scenes, captions and contrast kind (no seen/unseen constraint)."""
+    d1, d2, d3 = (int(d) for d in rng.choice(10, size=3, replace=False))
+    c1, c2, c3 = (str(c) for c in rng.choice(list(COLOURS), size=3, replace=False))
+    r1, r2 = (str(r) for r in rng.choice(RELATIONS, size=2, replace=False))
+    offset = _offset(rng)
+    if tag in ("same-colour", "one-axis"):
+        c2 = c1
+    a, b = _thing(rng, pools, c1, d1), _thing(rng, pools, c2, d2)
+    s0 = Scene(a, b, r1, offset)
+    cap0 = s0.caption()
+    if tag in ("object", "same-colour"):  # the two things trade places (same-colour: digit↔position)
+        s1 = Scene(b, a, r1, offset)
+        cap1, contrast = s1.caption(), "object" if tag == "object" else "digit-position"
+    elif tag == "attribute":  # the two colours trade digits (positions stay with the digits)
+        s1 = Scene(Thing(c2, d1, a.source), Thing(c1, d2, b.source), r1, offset)
+        cap1, contrast = s1.caption(), "colour"
+    elif tag == "digit-trade":  # colours stay in place, the digits trade (digit↔colour, in a relation)
+        s1 = Scene(Thing(c1, d2, b.source), Thing(c2, d1, a.source), r1, offset)
+        cap1, contrast = s1.caption(), "digit-colour"
+    elif tag == "conjunction":  # as digit-trade, captions without a relation; cap1 names the second slot first
+        s1 = Scene(Thing(c1, d2, b.source), Thing(c2, d1, a.source), r1, offset)
+        cap0, cap1, contrast = conjunction_caption(s0.first, s0.second), \
+            conjunction_caption(s1.second, s1.first), "digit-colour"
+    elif tag == "one-axis":  # same things, the relation flips on its own axis (left of ↔ right of)
+        s1 = Scene(a, b, INVERSE[r1], offset)
+        cap1, contrast = s1.caption(), "direction"
+    elif tag == "relation":
+        s1 = Scene(a, b, r2, offset)
+        cap0, cap1, contrast = f"{cap0} not {r2}", f"{s1.caption()} not {r1}", "relation"
+    else:  # control: one word differs
+        contrast = CONTROL_KINDS[(index // len(TAGS2)) % len(CONTROL_KINDS)]
+        which = int(rng.integers(2))
+        things = [a, b]
+        if contrast == "digit":
+            things[which] = _thing(rng, pools, things[which].colour, d3)
+            s1 = Scene(things[0], things[1], r1, offset)
+        elif contrast == "colour":
+            things[which] = Thing(c3, things[which].digit, things[which].source)
+            s1 = Scene(things[0], things[1], r1, offset)
+        else:
+            across = [r for r in RELATIONS if _axis(r) != _axis(r1)]
+            s1 = Scene(a, b, across[int(rng.integers(len(across)))], offset)
+        cap1 = s1.caption()
+    return [s0, s1], [cap0, cap1], contrast
+
+
+def make_example2(index: int, seed: int = DEFAULT_SEED) -> dict[str, Any]:
+    """v2 example ``index``: tag ``TAGS2[index % 8]``; split ``unseen`` (some held-out pairing in a scene)
+    for odd ``index // 8``, ``seen`` (none) for even: redrawn from the same stream until it fits."""
+    import numpy as np
+
+    rng = np.random.default_rng([GENERATOR2_VERSION, int(seed), int(index)])
+    pools = digit_pools("heldout")
+    tag = TAGS2[index % len(TAGS2)]
+    want_unseen = (index // len(TAGS2)) % 2 == 1
+    for _ in range(10_000):
+        scenes, captions, contrast = _draw2(rng, tag, index, pools)
+        if bool(pairings(scenes) & HELD_OUT) == want_unseen:
+            break
+    else:  # pragma: no cover - every tag reaches both splits within a few draws
+        raise RuntimeError(f"winodigits2 example {index}: no draw fits its split")
+    return {"id": f"winodigits2-{index:04d}", "tag": tag, "contrast": contrast, "scenes": scenes,
+            "captions": captions, "split": "unseen" if want_unseen else "seen"}
+
+
+def scene_meta(scene: Scene) -> dict[str, Any]:
+    return {"first": [scene.first.colour, scene.first.digit], "second": [scene.second.colour, scene.second.digit],
+            "relation": scene.relation}
+
+
+def render_with_meta(scene: Scene):
+    """The scene as a PIL image carrying its content in ``image.info["winodigits_scene"]`` (what the
+    ``winodigits-oracle`` matchers read instead of pixels)."""
+    im = render(scene)
+    im.info["winodigits_scene"] = scene_meta(scene)
+    return im
+
+
+def parse_options2(argument: str | None, task_args: dict | None) -> tuple[str | None, int, int]:
+    import difflib
+
+    from winoeval.config import ConfigError
+
+    tag = (argument or "").strip().lower() or None
+    if tag is not None and tag not in TAGS2:
+        close = difflib.get_close_matches(tag, TAGS2, n=1)
+        hint = f"; did you mean winodigits2:{close[0]}?" if close else ""
+        raise ConfigError(f"unknown winodigits2 subset {argument!r}{hint} (choose from {', '.join(TAGS2)})")
+    args = dict(task_args or {})
+    unknown = sorted(set(args) - set(TASK_OPTIONS2))
+    if unknown:
+        raise ConfigError(f"unknown --task-arg {', '.join(unknown)} for winodigits2; known: n, seed")
+    values = {}
+    for key, default, lowest in (("n", DEFAULT_N2, 1), ("seed", DEFAULT_SEED, 0)):
+        raw = args.get(key, default)
+        try:
+            values[key] = int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"--task-arg {key}= needs an integer, got {raw!r}") from None
+        if values[key] < lowest:
+            raise ConfigError(f"--task-arg {key}= must be >= {lowest}, got {values[key]}")
+    return tag, values["n"], values["seed"]
+
+
+def build_task2(tag: str | None = None, n: int = DEFAULT_N2, seed: int = DEFAULT_SEED):
+    """The :class:`winoeval.api.TaskData` of ``winodigits2[:tag]``."""
+    import dataclasses
+
+    from winoeval.api import Example, TaskData
+
+    indices = [i for i in range(n) if tag is None or TAGS2[i % len(TAGS2)] == tag]
+
+    def examples() -> Iterator[Example]:
+        for i in indices:
+            ex = make_example2(i, seed)
+            s0 = ex["scenes"][0]
+            meta = {"collapsed_tag": ex["tag"], "split": ex["split"], "contrast": ex["contrast"],
+                    "binding": "binding" if ex["tag"] in BINDING_TAGS else "v1",
+                    "axis": _axis(s0.relation), "seed": seed}
+            yield Example(id=ex["id"], images=[render_with_meta(s) for s in ex["scenes"]],
+                          texts=list(ex["captions"]), meta=meta)
+
+    name = "winodigits2" + (f":{tag}" if tag else "")
+    kwargs: dict[str, Any] = {}
+    if "fingerprint" in {f.name for f in dataclasses.fields(TaskData)}:
+        kwargs["fingerprint"] = f"winodigits-v{GENERATOR2_VERSION}-seed{seed}-n{n}" + (f"-{tag}" if tag else "")
+    return TaskData(name=name, metric="winoground", examples=examples, size=len(indices),
+                    defaults={"normalize": True}, breakdowns=list(BREAKDOWNS2), **kwargs)
+
+
+def load_task2(argument: str | None, config: Any):
+    tag, n, seed = parse_options2(argument, getattr(config, "task_args", None))
+    return build_task2(tag, n, seed)
+
+
+# --- v2 training stream -----------------------------------------------------------------------
+TRAIN_PAIRINGS = tuple((c, d) for c in COLOURS for d in range(10) if (c, d) not in HELD_OUT)
+
+
+def random_scene2(rng, part: str = "train") -> Scene:
+    """A random v2 training scene: every thing's (colour, digit) from :data:`TRAIN_PAIRINGS` (never a
+    held-out pairing); repeats of colours and digits allowed (so same-colour scenes occur)."""
+    pools = digit_pools(part)
+    things = []
+    for _ in range(2):
+        colour, digit = TRAIN_PAIRINGS[int(rng.integers(len(TRAIN_PAIRINGS)))]
+        things.append(_thing(rng, pools, colour, digit))
+    return Scene(things[0], things[1], str(rng.choice(RELATIONS)), _offset(rng))
+
+
+def describe2(scene: Scene, rng, p_conjunction: float = 0.2, p_negation: float = 0.3) -> str:
+    """A random true v2 caption: with probability ``p_conjunction`` "a C D and a C D" (either order),
+    otherwise :func:`describe`'s relational caption (either order, sometimes a true "not R")."""
+    if rng.random() < p_conjunction:
+        pair = (scene.first, scene.second) if rng.random() < 0.5 else (scene.second, scene.first)
+        return conjunction_caption(*pair)
+    return describe(scene, rng, p_negation=p_negation)
+
+
+def training_scenes2(n: int, seed: int, part: str = "train"):
+    """``n`` random v2 training scenes (no held-out pairing): (uint8 array (n, 32, 32, 3), scenes)."""
+    import numpy as np
+
+    rng = np.random.default_rng([GENERATOR2_VERSION, 1_000_003, int(seed)])
+    scenes = [random_scene2(rng, part) for _ in range(n)]
+    return np.stack([render_array(s) for s in scenes]), scenes
+
+
 @hookimpl
 def winoeval_register_tasks(register):
     register("winodigits", load_task, takes_argument=True, options=dict(TASK_OPTIONS),
              description="WinoDigits: 400 offline Winoground-style pairs of two coloured held-out MNIST "
                          "digits in a relation; winodigits:object|attribute|relation|control")
+    register("winodigits2", load_task2, takes_argument=True, options=dict(TASK_OPTIONS2),
+             description="WinoDigits 2: 800 pairs, 8 tags (4 need binding: same-colour, digit-trade, conjunction, "
+                         "one-axis), seen/unseen colour-digit pairings; winodigits2:TAG")

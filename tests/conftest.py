@@ -26,26 +26,18 @@ def _fresh_registry(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _private_user_cache(tmp_path_factory, monkeypatch):
+    """winoeval's user cache (the parsed MNIST arrays) lives in the test session's folder, never in ~/.cache."""
+    monkeypatch.setenv("WINOEVAL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "winoeval-cache"))
+
+
+@pytest.fixture(autouse=True)
 def _private_hash_memo(tmp_path_factory, monkeypatch):
     """Content hashes are remembered per test session, never in the user's ~/.cache."""
     from winoeval import fingerprint
 
     monkeypatch.setenv("WINOEVAL_HASH_CACHE", str(tmp_path_factory.getbasetemp() / "hashes.json"))
     monkeypatch.setattr(fingerprint, "_memo", None)
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _no_fast_exit():
-    """``winoeval.cli.main`` ends its process with ``os._exit`` once a command's outputs are written (to
-    skip torch's slow teardown): a test, or a module fixture, that calls ``main()`` in the pytest process
-    would end pytest there, silently and with exit status 0. Subprocesses (``run_winoeval``) still exit fast."""
-    from winoeval import verbosity
-
-    enable = verbosity.enable_fast_exit
-    verbosity.enable_fast_exit = lambda: None
-    verbosity._fast_exit = False
-    yield
-    verbosity.enable_fast_exit = enable
 
 
 @pytest.fixture(autouse=True)
@@ -177,3 +169,14 @@ def file_sigma_model(register_plugin):
 
     register_plugin(FileSigmaPlugin(), name="file-sigma")
     return "file-sigma"
+
+
+@pytest.fixture(autouse=True)
+def _no_process_exit_in_tests(monkeypatch):
+    """``os._exit`` in the test process would end the session with whatever status it is given — a
+    green run that silently skipped every later test. Here it fails the test that reached it instead."""
+
+    def refuse(code=0):
+        raise AssertionError(f"os._exit({code}) was called inside the test process")
+
+    monkeypatch.setattr(os, "_exit", refuse)

@@ -535,9 +535,10 @@ def test_a_damaged_samples_file_names_the_file_and_line(winoeval, two_runs, line
     saved = samples.read_text()
     try:
         samples.write_text(saved + line + "\n")
-        refused(winoeval("compare", *files), 1, f"{samples.name}:5", *words)
+        # a file given to compare/calibrate is the command's input: a damaged one is a usage error (exit 2)
+        refused(winoeval("compare", *files), 2, f"{samples.name}:5", *words)
         if "label" in line or "42" == line:
-            refused(winoeval("calibrate", files[1]), 1, f"{samples.name}:5")
+            refused(winoeval("calibrate", files[1]), 2, f"{samples.name}:5")
     finally:
         samples.write_text(saved)
 
@@ -554,7 +555,7 @@ def test_a_damaged_results_file_is_named(winoeval, tmp_path, two_runs, content, 
     bad = tmp_path / "results_x.json"
     bad.write_text(content)
     _samples(bad).write_text(_samples(files[0]).read_text())
-    refused(winoeval("compare", files[0], bad), 1, "results_x.json", *words)
+    refused(winoeval("compare", files[0], bad), 2, "results_x.json", *words)
 
 
 def test_compare_outputs_are_checked_before_any_work(winoeval, tmp_path, two_runs):

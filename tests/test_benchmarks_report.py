@@ -45,8 +45,20 @@ def test_early_decision_timing_columns_withdrawn():
 
     path = REPO / "benchmarks" / "results" / "early_decision.json"
     data = json.loads(path.read_text())["data"]
-    assert data.get("withdrawn")  # the shipped results file carries the withdrawal
+    assert "| 1.20 |" in early_decision.render(data)
+    data = dict(data, withdrawn={"date": "2026-12-01", "what": "timings", "why": "not reproduced."})
     text = early_decision.render(data)
     assert "| 1.20 |" not in text and "withdrawn | withdrawn | withdrawn |" in text
-    data = dict(data, withdrawn=None)
-    assert "| 1.20 |" in early_decision.render(data)  # the raw numbers are still in the results file
+
+
+def test_notes_are_dated_and_rendered(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    results.mkdir()
+    memory = {"tiny_sd_8": "T8", "tiny_sd_32": "T32", "wino6": "W6",
+              "runs": [{"command": "winoeval run x", "peak_rss_mib": 978.4, "seconds": 22.4}],
+              "notes": [{"date": "2026-12-01", "text": "checked against CPU time."}]}
+    (results / "memory.json").write_text(json.dumps(_result("memory", memory)))
+    monkeypatch.setattr(report, "RESULTS", results)
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    text = report.write_report(["memory"]).read_text()
+    assert "*Note (2026-12-01):* checked against CPU time." in text and "| 22.4 |" in text

@@ -134,10 +134,11 @@ def test_winoeval_has_no_import_cycle():
 # (cycles within a layer are caught above). Built-in plugins and tasks sit beside layer 2: they use the
 # foundation, the settings and the scorer, never the orchestration, the renderers or the commands.
 LAYERS = {
-    0: ["winoeval", "winoeval.errors", "winoeval.api", "winoeval.hookspecs", "winoeval.metrics", "winoeval.fingerprint",
+    0: ["winoeval", "winoeval.errors", "winoeval.api", "winoeval.hookspecs", "winoeval.metrics",
         "winoeval.sampling", "winoeval.verbosity", "winoeval.scoring.objectives", "winoeval.testing.models",
         "winoeval.testing.point_mass"],
-    1: ["winoeval.config", "winoeval.storage", "winoeval.localdata", "winoeval.hub", "winoeval.training",
+    1: ["winoeval.config", "winoeval.storage", "winoeval.fingerprint", "winoeval.localdata", "winoeval.hub",
+        "winoeval.training",
         "winoeval.options", "winoeval.validate"],
     2: ["winoeval.registry", "winoeval.scoring", "winoeval.records", "winoeval.errorlog", "winoeval.results",
         "winoeval.distributed",

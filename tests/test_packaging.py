@@ -31,7 +31,7 @@ def test_wheel_contains_builtins_under_winoeval_and_imports(tmp_path, cli_env):
     missing = [s for s in shipped if f"winoeval/plugins/{s}" not in names]
     assert not missing, f"shipped files missing from the wheel: {missing}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "winoeval = winoeval.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "winoeval = winoeval.cli:entry" in zipfile.ZipFile(wheel).read(entry_points).decode()
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = ("import winoeval, winoeval.plugins.analytic, winoeval.tasks.synthetic\n"

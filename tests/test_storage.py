@@ -185,3 +185,20 @@ def test_kill_and_resume_gives_a_byte_identical_results_file(tmp_path, cli_env, 
     assert computed <= 80 - killed_at + 1  # at most the torn example is recomputed
     [resumed] = run_files.results(out)
     assert run_files.comparable(resumed) == reference_bytes
+
+
+def test_trainer_checkpoints_and_exports_are_0644_not_safetensors_0600(tmp_path):
+    """Every durable file goes through winoeval.storage: ordinary permissions (0666 minus the umask)."""
+    import torch
+
+    from winoeval.plugins import _winodigits_train as wt
+
+    old = os.umask(0o022)
+    try:
+        wt.save_state(tmp_path / "checkpoint.safetensors", {"w": torch.zeros(2)}, {"epoch": 1})
+        wt._write_json(tmp_path / "recipe.json", {"a": 1})
+    finally:
+        os.umask(old)
+    for name in ("checkpoint.safetensors", "recipe.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob("*.tmp"))

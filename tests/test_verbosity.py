@@ -86,8 +86,8 @@ ATEXIT = """
 import atexit, sys
 atexit.register(lambda: print("TEARDOWN RAN", flush=True))
 sys.argv = ["winoeval", *sys.argv[1:]]
-from winoeval.cli import main
-main()
+from winoeval.cli import entry
+entry()
 """
 
 
@@ -101,6 +101,24 @@ def test_the_command_ends_right_after_writing_its_results(tmp_path, cli_env):
     assert "| analytic | toy-winoground | all | 6 |" in res.stdout  # the table was flushed before exiting
     assert "TEARDOWN RAN" not in res.stdout  # interpreter teardown skipped (os._exit)
     assert len(list((tmp_path / "out" / "analytic").glob("results_*.json"))) == 1
+
+
+def test_main_in_process_never_ends_the_process(tmp_path, monkeypatch):
+    """main() called in-process (tests, scripts) must return: a fast exit there once ended this very test
+    session with status 0, silently skipping every test after it."""
+    from winoeval import verbosity
+    from winoeval.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["winoeval", "run", "-m", "analytic", "-t", "toy-winoground", "--n-samples",
+                                      "2", "-q", "-o", str(tmp_path)])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code in (0, None) and not verbosity._fast_exit
+    assert len(list((tmp_path / "analytic").glob("results_*.json"))) == 1
+    # and a command run after it in the same process returns normally as well
+    res = CliRunner().invoke(cli, ["run", "-m", "analytic", "-t", "colors", "--limit", "2", "--n-samples", "2",
+                                   "-q", "-o", str(tmp_path)])
+    assert res.exit_code == 0, res.output
 
 
 def test_two_tasks_tables_are_separated_by_a_blank_line(tmp_path):

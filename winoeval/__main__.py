@@ -1,3 +1,3 @@
-from winoeval.cli import main
+from winoeval.cli import entry
 
-main()
+entry()

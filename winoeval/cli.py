@@ -427,7 +427,15 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
-def main() -> None:
+def entry() -> None:
+    """The ``winoeval`` command (console script and ``python -m winoeval``): :func:`main`, ending the
+    process as soon as a command's outputs are written (no slow library teardown)."""
+    main(fast_exit=True)
+
+
+def main(fast_exit: bool = False) -> None:
+    """The command line in this process. ``fast_exit`` (only for the real entry point, :func:`entry`) lets
+    a finished command end the process with ``os._exit``; called in-process (tests, scripts), it returns."""
     import os
     import warnings
 
@@ -435,9 +443,10 @@ def main() -> None:
     # jobs (measured here: 35x slower U-Net batches next to a training job). Set it to override.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     warnings.formatwarning = _one_line_warning
-    from .verbosity import enable_fast_exit
+    from . import verbosity
 
-    enable_fast_exit()
+    if fast_exit:
+        verbosity.enable_fast_exit()
     try:
         cli(prog_name="winoeval")
     except Exception as exc:  # the last resort: no path dumps a traceback on a user
@@ -451,7 +460,9 @@ def main() -> None:
         click.echo(f"Error: {type(exc).__name__}: {message}\n(an unexpected error; set WINOEVAL_DEBUG=1 for the "
                    f"traceback, and please report it)", err=True)
         sys.exit(1)
+    finally:
+        verbosity.disable_fast_exit()  # never left on for whatever runs next in this process
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(entry())

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -55,13 +54,12 @@ def _save_memo() -> None:
     global _dirty
     if not _dirty or _memo is None:
         return
+    from .storage import atomic_write
+
     path = _memo_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hashes-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(_memo, fh)
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(_memo))
         _dirty = False
     except OSError:
         pass  # remembering is an optimisation: an unwritable cache only costs re-hashing

@@ -26,6 +26,7 @@ DEFAULT_PLUGINS = (
     "winoeval.plugins.stable_diffusion",
     "winoeval.plugins.openclip",
     "winoeval.plugins.winodigits",
+    "winoeval.plugins.winodigits_oracle",
     "winoeval.plugins.sd3",
     "winoeval.plugins.flux",
     "winoeval.plugins.dit",

@@ -16,7 +16,7 @@ no minute passes in silence.
 
 :func:`exit_now` ends the process once its outputs are written and closed, skipping the interpreter's
 teardown of torch and friends (which took 9–30 s on a loaded machine). It acts only in the real
-command-line entry point (:func:`winoeval.cli.main` calls :func:`enable_fast_exit`), never under
+command-line entry point (:func:`winoeval.cli.entry` calls :func:`enable_fast_exit`), never under
 click's ``CliRunner`` in tests.
 """
 
@@ -135,6 +135,11 @@ def status(what: str, done: str | None = None) -> Iterator[None]:
 def enable_fast_exit() -> None:
     global _fast_exit
     _fast_exit = True
+
+
+def disable_fast_exit() -> None:
+    global _fast_exit
+    _fast_exit = False
 
 
 def exit_now(code: int = 0) -> None:
