@@ -216,3 +216,15 @@ def decode_to_pil(vae, latents) -> list:
         x = vae.decode(z.to(next(vae.parameters()).dtype)).sample.float()
     pix = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return [Image.fromarray(np.ascontiguousarray(p), mode="RGB") for p in pix]
+
+
+def register_family(register, family: str, models: dict[str, tuple[str, str]], load, fingerprint,
+                    options: dict[str, str], components: Iterable[str], description: str) -> None:
+    """Register a pipeline family: each named hub model (``models``: name → (repo id, description)) and the
+    generic ``FAMILY:HUB_ID_OR_FOLDER``, with the family's options, fingerprint and hub-cache state."""
+    components = list(components)
+    for name, (repo_id, text) in models.items():
+        register(name, lambda argument, config, r=repo_id: load(r, config), description=f"{text} [{repo_id}]",
+                 options=options, fingerprint=lambda argument, config, r=repo_id: fingerprint(r, config),
+                 weights=(repo_id, lambda r=repo_id: cached(r, components)))
+    register(family, load, takes_argument=True, options=options, fingerprint=fingerprint, description=description)

@@ -144,15 +144,7 @@ def fingerprint(source: str | None, config) -> str:
     return common.fingerprint(source, config, plugin=PLUGIN, classes=CLASSES, needed=NEEDED, components=NEEDED)
 
 
-def _named(repo_id: str):
-    return (lambda argument, config: load(repo_id, config)), (lambda argument, config: fingerprint(repo_id, config))
-
-
 @hookimpl
 def winoeval_register_models(register):
-    for name, (repo_id, description) in MODELS.items():
-        loader, fp = _named(repo_id)
-        register(name, loader, description=f"{description} [{repo_id}]", options=MODEL_OPTIONS, fingerprint=fp,
-                 weights=(repo_id, lambda r=repo_id: common.cached(r, NEEDED)))
-    register("dit", load, takes_argument=True, options=MODEL_OPTIONS, fingerprint=fingerprint,
-             description="any class-conditional DiTPipeline: dit:HUB_ID or dit:/folder")
+    common.register_family(register, "dit", MODELS, load, fingerprint, MODEL_OPTIONS, NEEDED,
+                           "any class-conditional DiTPipeline: dit:HUB_ID or dit:/folder")

@@ -169,15 +169,7 @@ def fingerprint(source: str | None, config) -> str:
                               extra=extra)
 
 
-def _named(repo_id: str):
-    return (lambda argument, config: load(repo_id, config)), (lambda argument, config: fingerprint(repo_id, config))
-
-
 @hookimpl
 def winoeval_register_models(register):
-    for name, (repo_id, description) in MODELS.items():
-        loader, fp = _named(repo_id)
-        register(name, loader, description=f"{description} [{repo_id}]", options=MODEL_OPTIONS, fingerprint=fp,
-                 weights=(repo_id, lambda r=repo_id: common.cached(r, NEEDED)))
-    register("flux", load, takes_argument=True, options=MODEL_OPTIONS, fingerprint=fingerprint,
-             description="any FluxPipeline (rectified flow): flux:HUB_ID or flux:/folder")
+    common.register_family(register, "flux", MODELS, load, fingerprint, MODEL_OPTIONS, NEEDED,
+                           "any FluxPipeline (rectified flow): flux:HUB_ID or flux:/folder")

@@ -161,15 +161,8 @@ def fingerprint(source: str | None, config) -> str:
                               extra=extra)
 
 
-def _named(repo_id: str):
-    return (lambda argument, config: load(repo_id, config)), (lambda argument, config: fingerprint(repo_id, config))
-
-
 @hookimpl
 def winoeval_register_models(register):
-    for name, (repo_id, description) in MODELS.items():
-        loader, fp = _named(repo_id)
-        register(name, loader, description=f"{description} [{repo_id}]", options=MODEL_OPTIONS, fingerprint=fp,
-                 weights=(repo_id, lambda r=repo_id: common.cached(r, COMPONENTS)))
-    register("sd3", load, takes_argument=True, options=MODEL_OPTIONS, fingerprint=fingerprint,
-             description="any Stable Diffusion 3 / 3.5 diffusers pipeline (rectified flow): sd3:HUB_ID or sd3:/folder")
+    common.register_family(register, "sd3", MODELS, load, fingerprint, MODEL_OPTIONS, COMPONENTS,
+                           "any Stable Diffusion 3 / 3.5 diffusers pipeline (rectified flow): "
+                           "sd3:HUB_ID or sd3:/folder")
