@@ -221,23 +221,28 @@ def _axis(relation: str) -> str:
     return "horizontal" if relation in ("left of", "right of") else "vertical"
 
 
-def parse_options(argument: str | None, task_args: dict | None) -> tuple[str | None, int, int]:
-    """(tag or None, n, seed) from ``winodigits[:TAG]`` and ``--task-arg n=/seed=``; clear errors otherwise."""
+def parse_options(argument: str | None, task_args: dict | None, *, name: str = "winodigits",
+                  tags: tuple[str, ...] | list[str] | None = None, options: dict | None = None,
+                  default_n: int | None = None) -> tuple[str | None, int, int]:
+    """(tag or None, n, seed) from ``NAME[:TAG]`` and ``--task-arg n=/seed=``; clear errors otherwise
+    (``winodigits`` by default; ``winodigits2`` passes its own tags, options and size)."""
     import difflib
 
     from winoeval.config import ConfigError
 
+    tags = TAGS if tags is None else tags
+    options = TASK_OPTIONS if options is None else options
     tag = (argument or "").strip().lower() or None
-    if tag is not None and tag not in TAGS:
-        close = difflib.get_close_matches(tag, TAGS, n=1)
-        hint = f"; did you mean winodigits:{close[0]}?" if close else ""
-        raise ConfigError(f"unknown winodigits subset {argument!r}{hint} (choose from {', '.join(TAGS)})")
+    if tag is not None and tag not in tags:
+        close = difflib.get_close_matches(tag, tags, n=1)
+        hint = f"; did you mean {name}:{close[0]}?" if close else ""
+        raise ConfigError(f"unknown {name} subset {argument!r}{hint} (choose from {', '.join(tags)})")
     args = dict(task_args or {})
-    unknown = sorted(set(args) - set(TASK_OPTIONS))
+    unknown = sorted(set(args) - set(options))
     if unknown:
-        raise ConfigError(f"unknown --task-arg {', '.join(unknown)} for winodigits; known: n, seed")
+        raise ConfigError(f"unknown --task-arg {', '.join(unknown)} for {name}; known: n, seed")
     values = {}
-    for key, default, lowest in (("n", DEFAULT_N, 1), ("seed", DEFAULT_SEED, 0)):
+    for key, default, lowest in (("n", DEFAULT_N if default_n is None else default_n, 1), ("seed", DEFAULT_SEED, 0)):
         raw = args.get(key, default)
         try:
             values[key] = int(raw)
@@ -427,29 +432,8 @@ def render_with_meta(scene: Scene):
 
 
 def parse_options2(argument: str | None, task_args: dict | None) -> tuple[str | None, int, int]:
-    import difflib
-
-    from winoeval.config import ConfigError
-
-    tag = (argument or "").strip().lower() or None
-    if tag is not None and tag not in TAGS2:
-        close = difflib.get_close_matches(tag, TAGS2, n=1)
-        hint = f"; did you mean winodigits2:{close[0]}?" if close else ""
-        raise ConfigError(f"unknown winodigits2 subset {argument!r}{hint} (choose from {', '.join(TAGS2)})")
-    args = dict(task_args or {})
-    unknown = sorted(set(args) - set(TASK_OPTIONS2))
-    if unknown:
-        raise ConfigError(f"unknown --task-arg {', '.join(unknown)} for winodigits2; known: n, seed")
-    values = {}
-    for key, default, lowest in (("n", DEFAULT_N2, 1), ("seed", DEFAULT_SEED, 0)):
-        raw = args.get(key, default)
-        try:
-            values[key] = int(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(f"--task-arg {key}= needs an integer, got {raw!r}") from None
-        if values[key] < lowest:
-            raise ConfigError(f"--task-arg {key}= must be >= {lowest}, got {values[key]}")
-    return tag, values["n"], values["seed"]
+    return parse_options(argument, task_args, name="winodigits2", tags=TAGS2, options=TASK_OPTIONS2,
+                         default_n=DEFAULT_N2)
 
 
 def build_task2(tag: str | None = None, n: int = DEFAULT_N2, seed: int = DEFAULT_SEED):
