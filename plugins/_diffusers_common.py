@@ -53,6 +53,26 @@ def cached(repo_id: str, components: Iterable[str]) -> bool:
     return "model_index.json" in files and all(any(f.startswith(c + "/") for f in files) for c in components)
 
 
+def fetch_model_index(source: str, *, revision: str | None, what: str, fix: str) -> dict:
+    """A hub id's ``model_index.json`` (offline: from the local cache only). Any failure — a cache miss
+    offline, an unknown or gated repo, the network — is one :class:`HubUnavailableError` at once, saying
+    why and ``fix``: never a retry storm."""
+    from winoeval.hub import HubUnavailableError, go_offline_if_unreachable, offline_requested
+
+    requested = offline_requested()  # (go_offline_if_unreachable sets HF_HUB_OFFLINE itself)
+    offline = go_offline_if_unreachable()
+    try:
+        from huggingface_hub import hf_hub_download
+
+        index_file = hf_hub_download(source, "model_index.json", revision=revision)
+    except Exception as exc:  # offline cache miss, unknown repo, gated, network: one clear error
+        why = "HF_HUB_OFFLINE is set" if requested else "the Hugging Face Hub is not reachable"
+        reason = (f"{why} and it is not in the local cache" if offline
+                  else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        raise HubUnavailableError(f"could not load {what} weights {source!r}: {reason}. To fix: {fix}") from None
+    return json.loads(Path(index_file).read_text())
+
+
 def resolve_source(source: str, *, plugin: str, classes: Iterable[str], needed: Iterable[str],
                    components: Iterable[str], revision: str | None = None, example: str = "") -> tuple[str, bool]:
     """→ (what to pass to from_pretrained, is_local). A folder is checked here; a hub id by fetching its
@@ -75,21 +95,8 @@ def resolve_source(source: str, *, plugin: str, classes: Iterable[str], needed: 
     if looks_like_path(source):
         raise ConfigError(f"{plugin}:{source}: no such directory (pass a diffusers pipeline folder or a hub id"
                           f"{', e.g. ' + example if example else ''})")
-    from winoeval.hub import HubUnavailableError, go_offline_if_unreachable, offline_requested
-
-    requested = offline_requested()
-    offline = go_offline_if_unreachable()
-    try:
-        from huggingface_hub import hf_hub_download
-
-        index_file = hf_hub_download(source, "model_index.json", revision=revision)
-    except Exception as exc:  # offline cache miss, unknown repo, gated, network: one clear error
-        why = "HF_HUB_OFFLINE is set" if requested else "the Hugging Face Hub is not reachable"
-        reason = (f"{why} and it is not in the local cache" if offline
-                  else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        raise HubUnavailableError(f"could not load {plugin} weights {source!r}: {reason}. "
-                                  f"To fix: {hub_help(source, components, plugin)}") from None
-    check_index(json.loads(Path(index_file).read_text()), source, classes, needed, plugin)
+    index = fetch_model_index(source, revision=revision, what=plugin, fix=hub_help(source, components, plugin))
+    check_index(index, source, classes, needed, plugin)
     return source, False
 
 
@@ -162,14 +169,28 @@ def dtype_for(config, device):
 
 
 def to_pm1(images: list, size: int) -> "Any":
-    """PIL images → (B, 3, size, size) float32 in [−1, 1]: the sd plugin's bicubic shorter-side resize and
-    centre crop, then RGB."""
-    from winoeval.plugins.stable_diffusion import StableDiffusionDenoiser
+    """PIL images → (B, 3, size, size) float32 in [−1, 1]: bicubic resize of the shorter side to ``size``,
+    centre crop (torchvision's Resize + CenterCrop arithmetic), *then* RGB — the paper's code's order,
+    which differs from converting first for palette (resized nearest-neighbour by PIL) and RGBA images.
+    Every diffusers-based plugin (sd, sd3, flux, dit) prepares images this way."""
+    import numpy as np
+    import torch
+    from PIL import Image
 
-    class _Sized:
-        resolution = size
-
-    return StableDiffusionDenoiser.preprocess(_Sized(), images)
+    out = []
+    for im in images:
+        w, h = im.size
+        if (w, h) != (size, size):
+            short, long = (w, h) if w <= h else (h, w)
+            new_long = int(size * long / short)
+            new_w, new_h = (size, new_long) if w <= h else (new_long, size)
+            im = im.resize((new_w, new_h), Image.BICUBIC)
+            left = int(round((new_w - size) / 2.0))
+            top = int(round((new_h - size) / 2.0))
+            im = im.crop((left, top, left + size, top + size))
+        out.append(np.asarray(im.convert("RGB"), dtype=np.float32))
+    x = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2) / 255.0
+    return x * 2.0 - 1.0
 
 
 def vae_latents(vae, x, *, device, dtype, batch: int = 8) -> "Any":

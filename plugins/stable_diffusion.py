@@ -40,6 +40,8 @@ from typing import Any
 from winoeval.config import ConfigError
 from winoeval.hookspecs import hookimpl
 
+from ._diffusers_common import fetch_model_index, looks_like_path, to_pm1
+
 MODELS = {
     "sd1.5": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.5 (512 px, ε-prediction)"),
     "sd2": ("stabilityai/stable-diffusion-2-base",
@@ -109,28 +111,8 @@ class StableDiffusionDenoiser:
 
     # --- preprocessing ------------------------------------------------------------------------
     def preprocess(self, images: list) -> "Any":
-        """PIL images → (B, 3, R, R) float32 in [−1, 1]: bicubic resize of the shorter side to R, centre
-        crop (torchvision's Resize + CenterCrop arithmetic), *then* RGB — the paper's code's order, which
-        differs from converting first for palette (resized nearest-neighbour by PIL) and RGBA images."""
-        import numpy as np
-        import torch
-        from PIL import Image
-
-        size = self.resolution
-        out = []
-        for im in images:
-            w, h = im.size
-            if (w, h) != (size, size):
-                short, long = (w, h) if w <= h else (h, w)
-                new_long = int(size * long / short)
-                new_w, new_h = (size, new_long) if w <= h else (new_long, size)
-                im = im.resize((new_w, new_h), Image.BICUBIC)
-                left = int(round((new_w - size) / 2.0))
-                top = int(round((new_h - size) / 2.0))
-                im = im.crop((left, top, left + size, top + size))
-            out.append(np.asarray(im.convert("RGB"), dtype=np.float32))
-        x = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2) / 255.0
-        return x * 2.0 - 1.0
+        """PIL images → (B, 3, R, R) float32 in [−1, 1] (:func:`._diffusers_common.to_pm1`)."""
+        return to_pm1(images, self.resolution)
 
     # --- Denoiser protocol --------------------------------------------------------------------
     def encode_images(self, images: list) -> "Any":
@@ -235,10 +217,6 @@ class StableDiffusionDenoiser:
 
 
 # --- loading ----------------------------------------------------------------------------------
-def _looks_like_path(source: str) -> bool:
-    return source.startswith(("/", "./", "../", "~", ".\\")) or source.count("/") > 1 or "\\" in source
-
-
 def check_pipeline_dir(path: Path) -> dict:
     """Validate a local diffusers folder for SD 1.x/2.x; returns its model_index.json."""
     if path.is_file():
@@ -305,24 +283,11 @@ def resolve_source(source: str, revision: str | None = None) -> tuple[str, bool,
     if path.exists():
         check_pipeline_dir(path)
         return str(path), True, (True if _has_safetensors(path) else None)
-    if _looks_like_path(source):
+    if looks_like_path(source):
         raise ConfigError(f"sd:{source}: no such directory (pass a diffusers pipeline folder or a hub id "
                           f"such as stabilityai/stable-diffusion-2-base)")
-    from winoeval.hub import HubUnavailableError, go_offline_if_unreachable, offline_requested
-
-    requested = offline_requested()  # (go_offline_if_unreachable sets HF_HUB_OFFLINE itself)
-    offline = go_offline_if_unreachable()
-    try:
-        from huggingface_hub import hf_hub_download
-
-        index_file = hf_hub_download(source, "model_index.json", revision=revision)
-    except Exception as exc:  # offline cache miss, unknown repo, gated, network: one clear error
-        why = "HF_HUB_OFFLINE is set" if requested else "the Hugging Face Hub is not reachable"
-        reason = (f"{why} and it is not in the local cache" if offline
-                  else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        raise HubUnavailableError(f"could not load Stable Diffusion weights {source!r}: {reason}. "
-                                  f"To fix: {hub_help(source)}") from None
-    check_model_index(json.loads(Path(index_file).read_text()), source)
+    check_model_index(fetch_model_index(source, revision=revision, what="Stable Diffusion", fix=hub_help(source)),
+                      source)
     builtin = source in {repo for repo, _ in MODELS.values()}
     return source, False, (True if builtin else None)
 
