@@ -201,17 +201,7 @@ def make_example(index: int, seed: int = DEFAULT_SEED) -> dict[str, Any]:
         cap0, cap1, contrast = f"{cap0} not {r2}", f"{s1.caption()} not {r1}", "relation"
     else:  # control: one word differs
         contrast = CONTROL_KINDS[(index // len(TAGS)) % len(CONTROL_KINDS)]
-        which = int(rng.integers(2))
-        things = [a, b]
-        if contrast == "digit":
-            things[which] = _thing(rng, pools, things[which].colour, d3)
-            s1 = Scene(things[0], things[1], r1, offset)
-        elif contrast == "colour":
-            things[which] = Thing(c3, things[which].digit, things[which].source)
-            s1 = Scene(things[0], things[1], r1, offset)
-        else:  # the other axis: a one-word reading test (left of ↔ right of would be a binding test)
-            across = [r for r in RELATIONS if _axis(r) != _axis(r1)]
-            s1 = Scene(a, b, across[int(rng.integers(len(across)))], offset)
+        s1 = _control_scene(rng, pools, contrast, a, b, r1, offset, c3, d3)
         cap1 = s1.caption()
     return {"id": f"winodigits-{index:04d}", "tag": tag, "contrast": contrast, "scenes": [s0, s1],
             "captions": [cap0, cap1]}
@@ -219,6 +209,22 @@ def make_example(index: int, seed: int = DEFAULT_SEED) -> dict[str, Any]:
 
 def _axis(relation: str) -> str:
     return "horizontal" if relation in ("left of", "right of") else "vertical"
+
+
+def _control_scene(rng, pools, contrast: str, a: "Thing", b: "Thing", r1: str, offset, c3: str, d3: int) -> "Scene":
+    """The second scene of a control pair: one word differs — one thing's digit (``d3``), one thing's colour
+    (``c3``), or the relation, taken from the other axis (a one-word reading test: left of ↔ right of would be
+    a binding test)."""
+    which = int(rng.integers(2))
+    things = [a, b]
+    if contrast == "digit":
+        things[which] = _thing(rng, pools, things[which].colour, d3)
+        return Scene(things[0], things[1], r1, offset)
+    if contrast == "colour":
+        things[which] = Thing(c3, things[which].digit, things[which].source)
+        return Scene(things[0], things[1], r1, offset)
+    across = [r for r in RELATIONS if _axis(r) != _axis(r1)]
+    return Scene(a, b, across[int(rng.integers(len(across)))], offset)
 
 
 def parse_options(argument: str | None, task_args: dict | None, *, name: str = "winodigits",
@@ -384,17 +390,7 @@ def _draw2(rng, tag: str, index: int, pools):
         cap0, cap1, contrast = f"{cap0} not {r2}", f"{s1.caption()} not {r1}", "relation"
     else:  # control: one word differs
         contrast = CONTROL_KINDS[(index // len(TAGS2)) % len(CONTROL_KINDS)]
-        which = int(rng.integers(2))
-        things = [a, b]
-        if contrast == "digit":
-            things[which] = _thing(rng, pools, things[which].colour, d3)
-            s1 = Scene(things[0], things[1], r1, offset)
-        elif contrast == "colour":
-            things[which] = Thing(c3, things[which].digit, things[which].source)
-            s1 = Scene(things[0], things[1], r1, offset)
-        else:
-            across = [r for r in RELATIONS if _axis(r) != _axis(r1)]
-            s1 = Scene(a, b, across[int(rng.integers(len(across)))], offset)
+        s1 = _control_scene(rng, pools, contrast, a, b, r1, offset, c3, d3)
         cap1 = s1.caption()
     return [s0, s1], [cap0, cap1], contrast
 
