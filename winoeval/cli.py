@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from .options import FINITE_FLOAT, key_values  # KEY=VALUE options: empty values and repeats refused
 from .verbosity import options as verbosity_options
 
 
@@ -17,8 +18,6 @@ def _ints(value: str | None, option: str) -> tuple[int, ...] | None:
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint=option) from None
 
-
-from .options import FINITE_FLOAT, key_values as _key_values  # noqa: E402  (KEY=VALUE options: empty values and repeats refused)
 
 
 def as_click_error(exc: BaseException) -> click.ClickException | None:
@@ -187,8 +186,8 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
     config = RunConfig(model=model, task=task_names[0], scorer_args=scorer_args, device=device, dtype=dtype,
                        limit=limit, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
                        log_errors=log_errors,
-                       skip_bad=skip_bad, model_args=_key_values(model_arg, "--model-arg"),
-                       task_args=_key_values(task_arg, "--task-arg"))
+                       skip_bad=skip_bad, model_args=key_values(model_arg, "--model-arg"),
+                       task_args=key_values(task_arg, "--task-arg"))
     prepared = []
     try:
         from .verbosity import status
@@ -202,10 +201,6 @@ def run(ctx, model, tasks, n_samples, to_keep, early_stop, confidence, early_var
         if early_variance is not None and not early_stop:
             click.echo("warning: --early-variance only applies with --early-stop; it is ignored", err=True)
         distributed.exit_with_parent()
-        if quiet:
-            import os
-
-            os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # read when datasets is imported
         import time
 
         workers_since = time.time() if num_processes > 1 else None
